@@ -324,7 +324,7 @@ std::string SignMessage(std::string_view message, std::span<const DkimSigner> si
   std::string prepended;
   for (const DkimSigner& signer : signers) {
     std::string header = fmt::format(
-        "DKIM-Signature: v=1; a={}; c=relaxed/relaxed; d={}; s={};\r\n\tt={}; h=",
+        "DKIM-Signature: v=1; a={}; c=relaxed/relaxed;\r\n\td={}; s={}; t={};\r\n\th=",
         DkimAlgorithmName(signer.algorithm()), signer.domain(), signer.selector(), timestamp);
     std::size_t line = 3;  // "\th="
     std::size_t start = 0;

@@ -39,13 +39,24 @@ std::string CheckedBaseUrl(std::string_view url) {
   return std::string(url);
 }
 
-void AppendPart(std::string& out, std::string_view type, const std::string& content) {
+// Appends a part's Content-* headers, blank line and encoded content. Inside
+// a multipart body the CRLF before the next delimiter belongs to the
+// delimiter (RFC 2046 5.1.1), so a quoted-printable text that ends with a
+// line break gets one more to keep it.
+void AppendPart(std::string& out, std::string_view type, const std::string& content,
+                bool in_multipart) {
   const TransferEncoding encoding = ChooseTransferEncoding(content);
   AppendHeader(out, "Content-Type", fmt::format("{}; charset=UTF-8", type));
   AppendHeader(out, "Content-Transfer-Encoding", TransferEncodingName(encoding));
   out += "\r\n";
-  out += encoding == TransferEncoding::kBase64 ? EncodeBase64Text(content)
-                                               : EncodeQuotedPrintable(content);
+  if (encoding == TransferEncoding::kBase64) {
+    out += EncodeBase64Text(content);
+    return;
+  }
+  out += EncodeQuotedPrintable(content);
+  if (in_multipart && !content.empty() && (content.back() == '\n' || content.back() == '\r')) {
+    out += "\r\n";
+  }
 }
 
 }  // namespace
@@ -122,15 +133,15 @@ std::string MessageComposer::Body(const MergeFields& fields, std::int64_t delive
                  fmt::format("multipart/alternative; boundary=\"{}\"", boundary));
     body.reserve(text.size() + html.size() + 512);
     body += fmt::format("--{}\r\n", boundary);
-    AppendPart(body, "text/plain", text);
+    AppendPart(body, "text/plain", text, true);
     body += fmt::format("--{}\r\n", boundary);
-    AppendPart(body, "text/html", html);
+    AppendPart(body, "text/html", html, true);
     body += fmt::format("--{}--\r\n", boundary);
     return body;
   }
   // One part: its Content-* headers are the message's own.
   std::string part;
-  AppendPart(part, text_ ? "text/plain" : "text/html", text_ ? text : html);
+  AppendPart(part, text_ ? "text/plain" : "text/html", text_ ? text : html, false);
   const std::size_t split = part.find("\r\n\r\n");
   headers.append(part, 0, split + 2);
   return part.substr(split + 4);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -57,6 +58,8 @@ class MergeFields {
   MergeFields() = default;
   explicit MergeFields(std::unordered_map<std::string, std::string> attributes)
       : attributes_(std::move(attributes)) {}
+  MergeFields(std::initializer_list<std::pair<const std::string, std::string>> attributes)
+      : attributes_(attributes) {}
 
   // Builds fields from a JSON object text (the recipient's attributes):
   // strings as they are, numbers and booleans as JSON writes them, null as

@@ -1,0 +1,138 @@
+#include "app/config.h"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "app/config_reader.h"
+#include "app/errors.h"
+
+namespace mailer::app {
+namespace {
+
+constexpr const char* kRouteNames[] = {"gmail", "outlook", "yahoo", "other"};
+
+void check_route(ConfigReader& r, const std::string& key, const std::string& value) {
+  if (value == "mx" || value.rfind("smtp://", 0) == 0 || value.rfind("smtps://", 0) == 0) return;
+  r.fail(key,
+         fmt::format("expected \"mx\", \"smtp://host:port\" or \"smtps://host:port\", got \"{}\"",
+                     value));
+}
+
+void read_database(ConfigReader r, DatabaseSettings& d) {
+  d.url = r.get_string("url", d.url);
+  d.reconnect_min = r.get_duration("reconnect_min", d.reconnect_min);
+  d.reconnect_max = r.get_duration("reconnect_max", d.reconnect_max);
+  r.reject_unknown();
+}
+
+void read_sender(ConfigReader r, SenderSettings& s) {
+  s.helo_name = r.get_string("helo_name", s.helo_name);
+  s.egress = r.get_string("egress", s.egress);
+  s.default_route = r.get_string("default_route", s.default_route);
+  check_route(r, "default_route", s.default_route);
+  if (s.egress.empty()) r.fail("egress", "must not be empty");
+  r.reject_unknown();
+}
+
+void read_routes(ConfigReader r, std::map<std::string, std::string>& routes) {
+  for (const std::string& key : r.keys()) {
+    bool known = false;
+    for (const char* name : kRouteNames) known = known || key == name;
+    if (!known) r.fail(key, "unknown provider (expected gmail, outlook, yahoo or other)");
+    std::string value = r.get_string(key, "");
+    check_route(r, key, value);
+    routes[key] = value;
+  }
+}
+
+DkimSettings read_dkim(ConfigReader r) {
+  DkimSettings d;
+  d.domain = r.get_string("domain", "");
+  d.selector = r.get_string("selector", "");
+  d.algorithm = r.get_choice("algorithm", d.algorithm, {"rsa-sha256", "ed25519-sha256"});
+  d.key_file = r.get_string("key_file", "");
+  if (d.domain.empty()) r.fail("domain", "is required");
+  if (d.selector.empty()) r.fail("selector", "is required");
+  if (d.key_file.empty()) r.fail("key_file", "is required");
+  r.reject_unknown();
+  return d;
+}
+
+void read_unsubscribe(ConfigReader r, UnsubscribeSettings& u) {
+  u.base_url = r.get_string("base_url", u.base_url);
+  u.mailto = r.get_string("mailto", u.mailto);
+  u.secret_file = r.get_string("secret_file", u.secret_file);
+  if (!u.base_url.empty() && u.base_url.rfind("https://", 0) != 0 &&
+      u.base_url.rfind("http://", 0) != 0) {
+    r.fail("base_url", fmt::format("expected an http(s):// URL, got \"{}\"", u.base_url));
+  }
+  r.reject_unknown();
+}
+
+void read_http(ConfigReader r, HttpSettings& h) {
+  h.listen = r.get_string("listen", h.listen);
+  if (h.listen.find(':') == std::string::npos) {
+    r.fail("listen", fmt::format("expected ADDRESS:PORT, got \"{}\"", h.listen));
+  }
+  r.reject_unknown();
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& file) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    throw UsageError(fmt::format("{}:{}:{}: invalid TOML: {}", file, e.source().begin.line,
+                                 e.source().begin.column, e.description()));
+  }
+  Config c;
+  c.source = file;
+  ConfigReader r(&root, file, "");
+  read_database(r.table("database"), c.database);
+  read_sender(r.table("sender"), c.sender);
+  read_routes(r.table("routes"), c.routes);
+  c.throttle = read_throttle_settings(r);
+  for (ConfigReader& d : r.tables("dkim")) c.dkim.push_back(read_dkim(d));
+  read_unsubscribe(r.table("unsubscribe"), c.unsubscribe);
+  read_http(r.table("http"), c.http);
+  r.reject_unknown();
+  return c;
+}
+
+Config load_config(const std::string& explicit_path) {
+  std::string path = explicit_path;
+  if (path.empty()) {
+    if (const char* env = std::getenv("MAILER_CONFIG"); env != nullptr && *env != '\0') {
+      path = env;
+    } else if (std::filesystem::exists("mailer.toml")) {
+      path = "mailer.toml";
+    }
+  }
+  Config c;
+  if (path.empty()) {
+    c = parse_config("", "(built-in defaults)");
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      throw UsageError(
+          fmt::format("{}: cannot read configuration file: {}", path, std::strerror(errno)));
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    c = parse_config(text.str(), path);
+  }
+  if (const char* url = std::getenv("MAILER_DATABASE_URL"); url != nullptr && *url != '\0') {
+    c.database.url = url;
+  }
+  return c;
+}
+
+}  // namespace mailer::app

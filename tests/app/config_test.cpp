@@ -1,0 +1,184 @@
+// Configuration: defaults, lookup order, environment override, and the exact
+// error messages for bad configuration.
+#include "app/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "app/errors.h"
+#include "tests/support/process.h"
+
+namespace mailer::app {
+namespace {
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "mailer.toml");
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Config, EmptyFileGivesDocumentedDefaults) {
+  Config c = parse_config("", "mailer.toml");
+  EXPECT_EQ(c.sender.egress, "default");
+  EXPECT_EQ(c.sender.default_route, "mx");
+  EXPECT_EQ(c.http.listen, "127.0.0.1:8080");
+  ASSERT_EQ(c.throttle.providers.count("gmail"), 1u);
+  EXPECT_DOUBLE_EQ(c.throttle.providers.at("gmail").initial_rate, 20);
+  EXPECT_EQ(c.throttle.providers.at("yahoo").suspend_for, std::chrono::hours(2));
+  EXPECT_EQ(c.throttle.retry.min_backoff, std::chrono::minutes(5));
+  EXPECT_EQ(c.throttle.retry.max_age, std::chrono::hours(72));
+  EXPECT_TRUE(c.dkim.empty());
+}
+
+TEST(Config, ReadsEveryDocumentedSection) {
+  Config c = parse_config(R"(
+[database]
+url = "postgresql://mailer@db.internal/mailer"
+[sender]
+helo_name = "mailer.example.com"
+egress = "ip-1"
+default_route = "smtp://127.0.0.1:2604"
+[routes]
+gmail = "smtp://127.0.0.1:2601"
+yahoo = "smtps://127.0.0.1:2602"
+[providers.gmail]
+initial_rate = 30
+min_rate = 2
+max_rate = 500
+max_connections = 8
+suspend_for = "90m"
+[retry]
+min_backoff = "1m"
+max_backoff = "2h"
+max_age = "1d"
+[[dkim]]
+domain = "example.com"
+selector = "s1"
+key_file = "/etc/mailer/rsa.pem"
+[[dkim]]
+domain = "example.com"
+selector = "s2"
+algorithm = "ed25519-sha256"
+key_file = "/etc/mailer/ed.pem"
+[unsubscribe]
+base_url = "https://mail.example.com"
+mailto = "unsubscribe@example.com"
+secret_file = "/etc/mailer/unsubscribe.key"
+[http]
+listen = "0.0.0.0:9000"
+)",
+                          "mailer.toml");
+  EXPECT_EQ(c.database.url, "postgresql://mailer@db.internal/mailer");
+  EXPECT_EQ(c.sender.egress, "ip-1");
+  EXPECT_EQ(c.routes.at("yahoo"), "smtps://127.0.0.1:2602");
+  EXPECT_EQ(c.throttle.providers.at("gmail").max_connections, 8);
+  EXPECT_EQ(c.throttle.providers.at("gmail").suspend_for, std::chrono::minutes(90));
+  EXPECT_DOUBLE_EQ(c.throttle.providers.at("outlook").max_rate, 2000);
+  EXPECT_EQ(c.throttle.retry.max_age, std::chrono::hours(24));
+  ASSERT_EQ(c.dkim.size(), 2u);
+  EXPECT_EQ(c.dkim[1].algorithm, "ed25519-sha256");
+  EXPECT_EQ(c.unsubscribe.mailto, "unsubscribe@example.com");
+  EXPECT_EQ(c.http.listen, "0.0.0.0:9000");
+}
+
+TEST(Config, UnknownKeyIsAnErrorNamingFileLineAndKey) {
+  EXPECT_EQ(error_of("[sender]\nhelo_name = \"a\"\nhelo = \"b\"\n"),
+            "mailer.toml:3: unknown key \"sender.helo\"");
+  EXPECT_EQ(error_of("[sendr]\nx = 1\n"), "mailer.toml:1: unknown key \"sendr\"");
+}
+
+TEST(Config, WrongTypeNamesExpectedType) {
+  EXPECT_EQ(error_of("[providers.gmail]\nmax_rate = \"fast\"\n"),
+            "mailer.toml:2: key \"providers.gmail.max_rate\": expected a number, got a string");
+  EXPECT_EQ(error_of("[providers.yahoo]\nmax_connections = 2.5\n"),
+            "mailer.toml:2: key \"providers.yahoo.max_connections\": expected an integer, got a "
+            "number");
+}
+
+TEST(Config, BadDurationNamesTheAcceptedForms) {
+  EXPECT_EQ(error_of("[retry]\nmax_age = \"3 days\"\n"),
+            "mailer.toml:2: key \"retry.max_age\": expected a duration like \"500ms\", \"30s\", "
+            "\"5m\", \"4h\", \"3d\", got \"3 days\"");
+  EXPECT_EQ(error_of("[retry]\nmin_backoff = 300\n"),
+            "mailer.toml:2: key \"retry.min_backoff\": expected a duration string like \"30s\", "
+            "\"5m\", \"4h\", got an integer");
+}
+
+TEST(Config, InconsistentValuesAreRejected) {
+  EXPECT_EQ(error_of("[providers.gmail]\nmin_rate = 10\nmax_rate = 5\n"),
+            "mailer.toml:3: key \"providers.gmail.max_rate\": must be >= min_rate (10)");
+  EXPECT_EQ(error_of("[providers.hotmail]\n"),
+            "mailer.toml:1: key \"providers.hotmail\": unknown provider (expected gmail, outlook, "
+            "yahoo or other)");
+  EXPECT_EQ(error_of("[sender]\ndefault_route = \"127.0.0.1:25\"\n"),
+            "mailer.toml:2: key \"sender.default_route\": expected \"mx\", \"smtp://host:port\" or "
+            "\"smtps://host:port\", got \"127.0.0.1:25\"");
+  EXPECT_EQ(error_of("[[dkim]]\ndomain = \"example.com\"\nselector = \"s\"\n"),
+            "mailer.toml:1: key \"dkim[0].key_file\": is required");
+  EXPECT_EQ(error_of("[[dkim]]\ndomain=\"d\"\nselector=\"s\"\nkey_file=\"k\"\nalgorithm=\"rsa\"\n"),
+            "mailer.toml:5: key \"dkim[0].algorithm\": expected one of rsa-sha256, ed25519-sha256, "
+            "got \"rsa\"");
+}
+
+TEST(Config, InvalidTomlReportsLineAndColumn) {
+  const std::string e = error_of("[sender\n");
+  EXPECT_EQ(e.rfind("mailer.toml:1:", 0), 0u) << e;
+  EXPECT_NE(e.find("invalid TOML"), std::string::npos) << e;
+}
+
+class ConfigLookup : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = mailer::testing::make_temp_dir("config");
+    old_cwd_ = std::filesystem::current_path();
+    std::filesystem::current_path(dir_);
+    unsetenv("MAILER_CONFIG");
+    unsetenv("MAILER_DATABASE_URL");
+  }
+  void TearDown() override {
+    std::filesystem::current_path(old_cwd_);
+    std::filesystem::remove_all(dir_);
+    unsetenv("MAILER_CONFIG");
+    unsetenv("MAILER_DATABASE_URL");
+  }
+  std::string dir_;
+  std::filesystem::path old_cwd_;
+};
+
+TEST_F(ConfigLookup, FollowsExplicitThenEnvironmentThenWorkingDirectory) {
+  mailer::testing::write_file("mailer.toml", "[sender]\negress = \"cwd\"\n");
+  mailer::testing::write_file("env.toml", "[sender]\negress = \"env\"\n");
+  mailer::testing::write_file("explicit.toml", "[sender]\negress = \"explicit\"\n");
+  EXPECT_EQ(load_config("").sender.egress, "cwd");
+  setenv("MAILER_CONFIG", "env.toml", 1);
+  EXPECT_EQ(load_config("").sender.egress, "env");
+  EXPECT_EQ(load_config("explicit.toml").sender.egress, "explicit");
+  std::filesystem::remove("mailer.toml");
+  unsetenv("MAILER_CONFIG");
+  EXPECT_EQ(load_config("").source, "(built-in defaults)");
+}
+
+TEST_F(ConfigLookup, DatabaseUrlFromEnvironmentOverridesFile) {
+  mailer::testing::write_file("mailer.toml", "[database]\nurl = \"postgresql://file/db\"\n");
+  EXPECT_EQ(load_config("").database.url, "postgresql://file/db");
+  setenv("MAILER_DATABASE_URL", "postgresql://env/db", 1);
+  EXPECT_EQ(load_config("").database.url, "postgresql://env/db");
+}
+
+TEST_F(ConfigLookup, MissingExplicitFileIsAUsageError) {
+  try {
+    load_config("nope.toml");
+    FAIL() << "expected an error";
+  } catch (const UsageError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "nope.toml: cannot read configuration file: No such file or directory");
+  }
+}
+
+}  // namespace
+}  // namespace mailer::app

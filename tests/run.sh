@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds the normal and the
+# sanitizer (ASan+UBSan) configurations warnings-as-errors, starts a private
+# PostgreSQL, runs every unit and integration test in both, and stops the
+# cluster whatever happens. Exits non-zero on any failure.
+#
+#   tests/run.sh            everything (what CI runs)
+#   MAILER_TEST_LONG=1      also the long reliability trials
+#   MAILER_SKIP_SANITIZE=1  only the normal configuration (quicker local runs)
+#   CTEST_ARGS="-R Config"  extra arguments for ctest
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+jobs=$(nproc)
+
+echo "== dependencies"
+bash deploy/install-deps.sh
+
+configure_and_build() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DMAILER_WERROR=ON "$@" >"$dir.configure.log" 2>&1 || {
+    cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j"$jobs"
+}
+
+mkdir -p build
+echo "== build (normal)"
+configure_and_build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ "${MAILER_SKIP_SANITIZE:-0}" != 1 ]; then
+  echo "== build (ASan+UBSan)"
+  configure_and_build build/sanitize -DCMAKE_BUILD_TYPE=Debug -DMAILER_SANITIZE=ON
+fi
+
+echo "== private PostgreSQL"
+export MAILER_PG_DIR="$repo/.mailer/pg-test"
+stop_pg() { bash deploy/pg-local.sh stop || true; }
+trap stop_pg EXIT
+MAILER_TEST_DATABASE_URL=$(bash deploy/pg-local.sh start)
+export MAILER_TEST_DATABASE_URL
+echo "test server: $MAILER_TEST_DATABASE_URL"
+# Tests must never fall back to a developer's own configuration.
+unset MAILER_DATABASE_URL MAILER_CONFIG
+
+status=0
+run_ctest() {
+  local dir=$1
+  echo "== tests ($dir)"
+  # shellcheck disable=SC2086
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" ${CTEST_ARGS:-}) || status=1
+}
+
+run_ctest build/release
+if [ "${MAILER_SKIP_SANITIZE:-0}" != 1 ]; then
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  run_ctest build/sanitize
+fi
+
+if [ "$status" -ne 0 ]; then
+  echo "== FAILED"
+else
+  echo "== all tests passed"
+fi
+exit "$status"

@@ -22,6 +22,11 @@ struct DkimSigner::Key {
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey{nullptr, &EVP_PKEY_free};
   // Fetched once so signing does not look the digest up per message.
   std::unique_ptr<EVP_MD, decltype(&EVP_MD_free)> sha256{nullptr, &EVP_MD_free};
+  // A signing context initialised once with the key; each signature works
+  // on a copy. OpenSSL 3 makes EVP_DigestSignInit costly (provider and
+  // algorithm lookups per call), copying an initialised context is cheap.
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> prepared{nullptr, &EVP_MD_CTX_free};
+  std::size_t signature_size = 0;
 };
 
 namespace {
@@ -122,14 +127,13 @@ void AppendFolded(std::string& out, std::string_view value) {
 
 std::string Sign(const DkimSigner::Key& key, DkimAlgorithm algorithm, std::string_view data) {
   MdCtx ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (!ctx) throw DkimError("DKIM: out of memory");
+  if (!ctx || EVP_MD_CTX_copy_ex(ctx.get(), key.prepared.get()) != 1) {
+    throw DkimError("DKIM: cannot copy the signing context: " + OpenSslError());
+  }
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   const unsigned char* input = reinterpret_cast<const unsigned char*>(data.data());
   std::size_t input_len = data.size();
-  int ok = 0;
-  if (algorithm == DkimAlgorithm::kRsaSha256) {
-    ok = EVP_DigestSignInit(ctx.get(), nullptr, key.sha256.get(), nullptr, key.pkey.get());
-  } else {
+  if (algorithm == DkimAlgorithm::kEd25519Sha256) {
     // RFC 8463 3: Ed25519 (pure) signs the SHA-256 hash of the header data.
     unsigned int len = 0;
     if (EVP_Digest(data.data(), data.size(), digest.data(), &len, key.sha256.get(), nullptr) != 1) {
@@ -137,13 +141,9 @@ std::string Sign(const DkimSigner::Key& key, DkimAlgorithm algorithm, std::strin
     }
     input = digest.data();
     input_len = len;
-    ok = EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.pkey.get());
   }
-  std::size_t sig_len = 0;
-  if (ok != 1 || EVP_DigestSign(ctx.get(), nullptr, &sig_len, input, input_len) != 1) {
-    throw DkimError("DKIM: signing setup failed: " + OpenSslError());
-  }
-  std::string sig(sig_len, '\0');
+  std::string sig(key.signature_size, '\0');
+  std::size_t sig_len = sig.size();
   if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &sig_len, input,
                      input_len) != 1) {
     throw DkimError("DKIM: signing failed: " + OpenSslError());
@@ -203,8 +203,17 @@ DkimSigner DkimSigner::FromPem(std::string domain, std::string selector, DkimAlg
                                 EVP_PKEY_get_bits(key->pkey.get()), kMinRsaBits));
   }
   key->sha256.reset(EVP_MD_fetch(nullptr, "SHA256", nullptr));
-  if (!key->sha256)
+  if (!key->sha256) {
     throw DkimError(fmt::format("{}: SHA-256 unavailable: {}", source, OpenSslError()));
+  }
+  key->prepared.reset(EVP_MD_CTX_new());
+  // RSA hashes inside the signature operation; Ed25519 takes our digest.
+  const EVP_MD* md = is_rsa ? key->sha256.get() : nullptr;
+  if (!key->prepared ||
+      EVP_DigestSignInit(key->prepared.get(), nullptr, md, nullptr, key->pkey.get()) != 1) {
+    throw DkimError(fmt::format("{}: cannot prepare signing: {}", source, OpenSslError()));
+  }
+  key->signature_size = static_cast<std::size_t>(EVP_PKEY_get_size(key->pkey.get()));
   return DkimSigner(Lower(domain), std::move(selector), algorithm, std::move(key));
 }
 

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <vector>
 
 namespace mailer::sender {
 namespace {
@@ -29,19 +28,33 @@ std::string_view TrimWsp(std::string_view s) {
   return s;
 }
 
-// Splits text into lines at LF, CRLF or lone CR. A final line break does not
-// produce an empty last line.
-std::vector<std::string_view> SplitLines(std::string_view text) {
-  std::vector<std::string_view> lines;
+// Calls fn(line) for each line of `text`, split at LF, CRLF or lone CR. A
+// final line break does not produce an empty last line.
+template <typename Fn>
+void ForEachLine(std::string_view text, Fn&& fn) {
   std::size_t start = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '\r' && text[i] != '\n') continue;
-    lines.push_back(text.substr(start, i - start));
-    if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
-    start = i + 1;
+  while (start < text.size()) {
+    std::size_t end = start;
+    while (end < text.size() && text[end] != '\r' && text[end] != '\n') ++end;
+    fn(text.substr(start, end - start));
+    if (end == text.size()) return;
+    if (text[end] == '\r' && end + 1 < text.size() && text[end + 1] == '\n') ++end;
+    start = end + 1;
   }
-  if (start < text.size()) lines.push_back(text.substr(start));
-  return lines;
+}
+
+// Bytes quoted-printable always escapes (RFC 2045 6.7 rules 1 and 2): '=',
+// controls other than tab, DEL and everything non-ASCII. Line breaks are
+// handled apart.
+constexpr std::array<bool, 256> kQpEscapeTable = [] {
+  std::array<bool, 256> table{};
+  for (int b = 0; b < 256; ++b) table[b] = b >= 0x7F || b == '=' || (b < 0x20 && b != '\t');
+  table['\r'] = table['\n'] = false;
+  return table;
+}();
+
+bool QpEscapes(unsigned char b) {
+  return kQpEscapeTable[b];
 }
 
 // Length of the UTF-8 sequence starting at text[i] if it is valid, else 0.
@@ -229,10 +242,7 @@ std::string_view TransferEncodingName(TransferEncoding encoding) {
 
 TransferEncoding ChooseTransferEncoding(std::string_view text) {
   std::size_t escaped = 0;
-  for (char c : text) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b >= 0x80 || b == '=' || (b < 0x20 && b != '\t' && b != '\r' && b != '\n')) ++escaped;
-  }
+  for (char c : text) escaped += QpEscapes(static_cast<unsigned char>(c)) ? 1 : 0;
   // QP costs 2 extra bytes per escaped byte, base64 a third of the whole:
   // base64 wins once more than one byte in six needs escaping.
   return escaped * 6 > text.size() ? TransferEncoding::kBase64 : TransferEncoding::kQuotedPrintable;
@@ -241,16 +251,20 @@ TransferEncoding ChooseTransferEncoding(std::string_view text) {
 std::string EncodeQuotedPrintable(std::string_view text) {
   std::string out;
   out.reserve(text.size() + text.size() / 8 + 16);
-  for (std::string_view line : SplitLines(text)) {
+  // One output line is built in `line_buf` and appended whole: the hot loop
+  // then writes to the stack instead of growing the string byte by byte.
+  std::array<char, kMaxEncodedLineLength + 3> line_buf{};
+  ForEachLine(text, [&](std::string_view line) {
     std::size_t used = 0;
     for (std::size_t i = 0; i < line.size(); ++i) {
       const auto b = static_cast<unsigned char>(line[i]);
       const bool last = i + 1 == line.size();
-      bool escape = b >= 0x7F || b == '=' || (b < 0x20 && b != '\t') || (IsWsp(line[i]) && last);
+      bool escape = QpEscapes(b) || (last && IsWsp(line[i]));
       std::size_t width = escape ? 3 : 1;
       // The final character may use column 76; others leave room for "=".
       const std::size_t limit = last ? kMaxEncodedLineLength : kMaxEncodedLineLength - 1;
       if (used + width > limit) {
+        out.append(line_buf.data(), used);
         out += "=\r\n";
         used = 0;
       }
@@ -261,16 +275,17 @@ std::string EncodeQuotedPrintable(std::string_view text) {
         width = 3;
       }
       if (escape) {
-        out += '=';
-        out += kHex[b >> 4];
-        out += kHex[b & 0x0F];
+        line_buf[used] = '=';
+        line_buf[used + 1] = kHex[b >> 4];
+        line_buf[used + 2] = kHex[b & 0x0F];
       } else {
-        out += static_cast<char>(b);
+        line_buf[used] = static_cast<char>(b);
       }
       used += width;
     }
+    out.append(line_buf.data(), used);
     out += "\r\n";
-  }
+  });
   return out;
 }
 
@@ -286,13 +301,14 @@ std::string Base64(std::string_view data) {
 std::string EncodeBase64Text(std::string_view text) {
   std::string canonical;
   canonical.reserve(text.size() + text.size() / 32);
-  const auto lines = SplitLines(text);
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    canonical.append(lines[i]);
-    const bool had_break =
-        i + 1 < lines.size() || (!text.empty() && (text.back() == '\n' || text.back() == '\r'));
-    if (had_break) canonical += "\r\n";
-  }
+  ForEachLine(text, [&](std::string_view line) {
+    canonical.append(line);
+    canonical += "\r\n";
+  });
+  // The text's own ending is kept: no line break is added after a last line
+  // that had none.
+  if (!text.empty() && text.back() != '\n' && text.back() != '\r')
+    canonical.resize(canonical.size() - 2);
   const std::string encoded = Base64(canonical);
   std::string out;
   out.reserve(encoded.size() + encoded.size() / kMaxEncodedLineLength * 2 + 2);

@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "sender/dkim_signer.h"
 #include "sender/message_composer.h"
@@ -201,6 +204,25 @@ TEST_F(DkimTest, SignatureHeaderLinesStayShort) {
     ++lines;
   }
   EXPECT_GE(lines, 10);
+}
+
+TEST_F(DkimTest, OneSignerSharedByThreadsGivesIdenticalEd25519Signatures) {
+  // Ed25519 signatures are deterministic: concurrent signing through one
+  // shared prepared key must give byte-identical messages.
+  const std::array signers{Ed25519()};
+  const std::string message = Message();
+  const std::string expected = SignMessage(message, signers, kNow);
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        if (SignMessage(message, signers, kNow) != expected) ++mismatches;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST_F(DkimTest, NoSignersLeavesTheMessageUnchanged) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "app/errors.h"
+#include "throttle/duration.h"
 
 namespace mailer::app {
 
@@ -98,13 +99,13 @@ Duration ConfigReader::get_duration(std::string_view key, Duration fallback) {
                           toml_type_name(*node)));
   }
   const std::string text(node->as_string()->get());
-  auto d = parse_duration(text);
+  auto d = throttle::parse_duration(text);
   if (!d) {
     fail(key, fmt::format(
                   "expected a duration like \"500ms\", \"30s\", \"5m\", \"4h\", \"3d\", got \"{}\"",
                   text));
   }
-  return *d;
+  return std::chrono::duration_cast<Duration>(*d);
 }
 
 std::string ConfigReader::get_choice(std::string_view key, std::string fallback,

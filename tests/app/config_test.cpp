@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "app/errors.h"
 #include "tests/support/process.h"
@@ -178,6 +180,24 @@ TEST_F(ConfigLookup, MissingExplicitFileIsAUsageError) {
     EXPECT_EQ(std::string(e.what()),
               "nope.toml: cannot read configuration file: No such file or directory");
   }
+}
+
+}  // namespace
+}  // namespace mailer::app
+
+namespace mailer::app {
+namespace {
+
+// The shipped example documents every key; it must stay valid.
+TEST(Config, ShippedExampleParses) {
+  const std::string path = std::string(MAILER_SOURCE_DIR) + "/deploy/mailer.example.toml";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  std::stringstream text;
+  text << in.rdbuf();
+  Config c = parse_config(text.str(), path);
+  EXPECT_EQ(c.dkim.size(), 1u);
+  EXPECT_EQ(c.sender.default_route, "mx");
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cctype>
 #include <deque>
 #include <stdexcept>
@@ -38,7 +39,7 @@ namespace {
 // Which command the server's next reply answers, followed from the commands
 // curl writes (CURLINFO_HEADER_OUT). The final "." is not a command curl
 // logs: a 354 to DATA moves the conversation to the end-of-data stage.
-enum class WireStage { kGreeting, kEhlo, kStartTls, kAuth, kMail, kRcpt, kData, kEndOfData, kQuit };
+enum class WireStage { kGreeting, kEhlo, kStartTls, kAuth, kMail, kRcpt, kData, kEndOfData };
 
 SmtpStage to_smtp_stage(WireStage s) {
   switch (s) {
@@ -56,8 +57,6 @@ SmtpStage to_smtp_stage(WireStage s) {
       return SmtpStage::kData;
     case WireStage::kEndOfData:
       return SmtpStage::kEndOfData;
-    case WireStage::kQuit:
-      return SmtpStage::kQuit;
   }
   return SmtpStage::kGreeting;
 }
@@ -96,11 +95,17 @@ class ReplyCapture {
     } else if (starts_with_verb(text, "DATA")) {
       next = WireStage::kData;
     } else if (starts_with_verb(text, "QUIT")) {
-      next = WireStage::kQuit;
+      // Closing a connection after a failure: the reply that matters came
+      // before, so the stage stays where the transaction ended.
+      quitting_ = true;
     }
     stage_ = next;
     partial_.clear();
+    awaiting_ = true;
   }
+
+  // Whether the last command still waits for its (complete) reply.
+  bool awaiting_reply() const { return awaiting_; }
 
   void reply_received(std::string_view text) {
     while (!text.empty()) {
@@ -130,7 +135,8 @@ class ReplyCapture {
     bool final_line = line.size() == 3 || (line.size() > 3 && line[3] == ' ');
     int code = reply_code(line);
     if (!final_line || code == 0) return;
-    if (stage_ != WireStage::kQuit) {
+    awaiting_ = false;
+    if (!quitting_) {
       last_ = WireReply{stage_, std::move(partial_), code};
       if (stage_ == WireStage::kData && code == 354) stage_ = WireStage::kEndOfData;
     }
@@ -138,6 +144,8 @@ class ReplyCapture {
   }
 
   WireStage stage_ = WireStage::kGreeting;
+  bool quitting_ = false;
+  bool awaiting_ = false;
   std::vector<std::string> partial_;
   std::optional<WireReply> last_;
 };
@@ -191,6 +199,13 @@ bool valid_mailbox(const std::string& s) {
 // One in-flight transaction: everything curl points into lives here until the
 // done handler runs.
 struct SmtpTransport::Transfer {
+  Transfer(asio::io_context& io, CurlMultiLoop& loop) : loop(loop), reply_deadline(io) {}
+
+  CurlMultiLoop& loop;
+  // libcurl checks its server response timeout only when something wakes the
+  // transfer, and a silent server never does: this deadline, armed with
+  // every command, wakes it so curl fails it with CURLE_OPERATION_TIMEDOUT.
+  asio::steady_timer reply_deadline;
   CURL* easy = nullptr;
   SendRequest request;
   SendCallback done;
@@ -216,9 +231,29 @@ struct SmtpTransport::Transfer {
 
   static int on_debug(CURL*, curl_infotype type, char* data, std::size_t size, void* self) {
     auto* t = static_cast<Transfer*>(self);
-    if (type == CURLINFO_HEADER_OUT) t->capture.command_sent({data, size});
-    if (type == CURLINFO_HEADER_IN) t->capture.reply_received({data, size});
+    if (type == CURLINFO_HEADER_OUT) {
+      t->capture.command_sent({data, size});
+      t->arm_reply_deadline();
+    }
+    if (type == CURLINFO_HEADER_IN) {
+      t->capture.reply_received({data, size});
+      if (!t->capture.awaiting_reply()) t->reply_deadline.cancel();
+    }
     return 0;
+  }
+
+  // curl counts the response timeout in whole seconds from the command; wake
+  // it just after that.
+  void arm_reply_deadline() {
+    auto seconds = std::chrono::ceil<std::chrono::seconds>(request.timeouts.reply);
+    reply_deadline.expires_after(std::max(seconds, std::chrono::seconds(1)) +
+                                 std::chrono::milliseconds(50));
+    reply_deadline.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: replied, finished or destroyed
+      curl_socket_t fd = CURL_SOCKET_BAD;
+      curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd);
+      if (fd != CURL_SOCKET_BAD) loop.nudge(fd);
+    });
   }
 };
 
@@ -290,7 +325,7 @@ class SmtpTransport::Route {
     } else {
       easy = curl_easy_init();
     }
-    auto transfer = std::make_unique<Transfer>();
+    auto transfer = std::make_unique<Transfer>(io_, loop_);
     transfer->easy = easy;
     transfer->request = std::move(request);
     transfer->done = std::move(done);
@@ -356,8 +391,8 @@ class SmtpTransport::Route {
     auto ms = [](std::chrono::milliseconds d) { return static_cast<long>(d.count()); };
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms(r.timeouts.connect));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms(r.timeouts.total));
-    long reply_s = static_cast<long>((r.timeouts.reply.count() + 999) / 1000);
-    curl_easy_setopt(e, CURLOPT_SERVER_RESPONSE_TIMEOUT, std::max(1L, reply_s));
+    auto reply_s = std::chrono::ceil<std::chrono::seconds>(r.timeouts.reply).count();
+    curl_easy_setopt(e, CURLOPT_SERVER_RESPONSE_TIMEOUT, std::max(1L, static_cast<long>(reply_s)));
     return {};
   }
 

@@ -10,6 +10,7 @@
 #include "sender/smtp_sink.h"
 #include "sender/smtp_transport.h"
 #include "tests/sender/loopback_peers.h"
+#include "tests/sender/sink_thread.h"
 #include "throttle/provider_profiles.h"
 
 namespace mailer::sender {
@@ -18,6 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using mailer::testing::PostfixSmtpSink;
 using mailer::testing::run_until;
+using mailer::testing::SinkThread;
 using throttle::SmtpStage;
 
 std::shared_ptr<const std::string> test_message(std::size_t body_bytes = 200) {
@@ -41,46 +43,6 @@ SendRequest request_to(const std::string& route) {
   r.timeouts.total = 10s;
   return r;
 }
-
-// Our sink on its own thread and io_context: libcurl waits for the reply to
-// the final "." synchronously, so a sink sharing the transport's thread
-// would never get to answer it.
-class SinkThread {
- public:
-  explicit SinkThread(SinkOptions options) : work_(io_.get_executor()) {
-    std::promise<void> ready;
-    thread_ = std::thread([&] {
-      sink_ = std::make_unique<SmtpSink>(
-          io_, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
-          std::move(options));
-      ready.set_value();
-      io_.run();
-    });
-    ready.get_future().wait();
-  }
-  ~SinkThread() {
-    boost::asio::post(io_, [this] {
-      sink_->stop();
-      sink_.reset();
-      work_.reset();
-    });
-    thread_.join();
-  }
-  std::string route() const {
-    return "smtp://127.0.0.1:" + std::to_string(sink_->local_endpoint().port());
-  }
-  SinkCounters counters() {
-    std::promise<SinkCounters> p;
-    boost::asio::post(io_, [&] { p.set_value(sink_->counters()); });
-    return p.get_future().get();
-  }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::unique_ptr<SmtpSink> sink_;
-  std::thread thread_;
-};
 
 class TransportTest : public ::testing::Test {
  protected:

@@ -78,8 +78,19 @@ struct RetryPolicy {
   double jitter = 0.2;
 };
 
-// Error messages ("providers.gmail.min_rate must be <= max_rate"), empty when
-// the policy is usable. `prefix` names the table: "providers.gmail".
+// One problem with one knob: key "max_rate", message "must be >= min_rate (10)".
+struct PolicyError {
+  std::string key;
+  std::string message;
+};
+
+// The problems of a policy, empty when it is usable (configuration readers
+// attach file and line to the key).
+std::vector<PolicyError> check_provider_policy(const ProviderPolicy& policy);
+std::vector<PolicyError> check_retry_policy(const RetryPolicy& policy);
+
+// The same as sentences naming the key under `prefix`:
+// "providers.gmail.max_rate must be >= min_rate (10)".
 std::vector<std::string> validate_provider_policy(const ProviderPolicy& policy,
                                                   std::string_view prefix);
 std::vector<std::string> validate_retry_policy(const RetryPolicy& policy, std::string_view prefix);

@@ -1,0 +1,544 @@
+#include "lists/list_importer.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "lists/copy_stream.h"
+#include "lists/email_address.h"
+#include "lists/list_store.h"
+#include "lists/statements.h"
+
+namespace mailer::lists {
+namespace {
+
+// Progress is reported after this many rows (and after every chunk).
+constexpr std::uint64_t kProgressEveryRows = 4096;
+// Per-import caches of domain answers are cleared beyond this many domains,
+// so memory stays bounded on files with millions of distinct domains.
+constexpr std::size_t kDomainCacheLimit = 200'000;
+// Bytes of the file's head hashed into its identity (with size and mtime).
+constexpr std::size_t kIdentityHeadBytes = 64 * 1024;
+
+struct StagedRow {
+  std::int64_t line;
+  std::string email;
+  std::string key;
+  std::string domain;
+  std::string provider;
+  std::string attributes;
+};
+
+struct RejectedRow {
+  std::uint64_t line;
+  std::string reason;
+  std::string detail;
+  std::string email;
+};
+
+struct MxVerdict {
+  MxStatus status;
+  std::string first_host;
+  std::string error;
+};
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          out += fmt::format("\\u{:04x}", c);
+        } else {
+          out.push_back(ch);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+void append_csv_field(std::string& out, std::string_view s) {
+  if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
+    out += s;
+    return;
+  }
+  out.push_back('"');
+  for (char c : s) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+}
+
+std::string file_identity(const std::string& path, const struct stat& st) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> head(kIdentityHeadBytes);
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  std::uint64_t hash = 14695981039346656037ull;  // FNV-1a
+  for (std::streamsize i = 0; i < in.gcount(); ++i) {
+    hash = (hash ^ static_cast<unsigned char>(head[i])) * 1099511628211ull;
+  }
+  return fmt::format("{}:{}.{:09}:{:016x}", st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                     hash);
+}
+
+// One run of an import: the open file, the chunk being built, the caches.
+class ImportRun {
+ public:
+  ImportRun(db::Database& db, const HygieneRules& rules,
+            const throttle::ProviderClassifier& classifier, const ImportOptions& options,
+            const std::function<void(const ImportProgress&)>& progress)
+      : db_(db), rules_(rules), classifier_(classifier), o_(options), progress_(progress) {}
+
+  ImportCounts run() {
+    open_input();
+    open_import();
+    if (o_.mx_check) mx_ = std::make_unique<MxChecker>(o_.mx);
+    CsvRecord record;
+    std::string why;
+    std::uint64_t since_progress = 0;
+    for (;;) {
+      CsvStatus s = reader_->next(record, why);
+      if (s == CsvStatus::kEnd) break;
+      ++chunk_counts_.rows;
+      if (s == CsvStatus::kBadRecord) {
+        reject(record.line, "malformed", why, "");
+      } else {
+        take(record);
+      }
+      if (staged_.size() + rejected_.size() >= o_.chunk_rows) flush();
+      if (++since_progress >= kProgressEveryRows) {
+        since_progress = 0;
+        report();
+      }
+    }
+    flush();
+    db_.transact([&](pqxx::work& w) {
+      w.exec_prepared(sql::kFinishImport, import_id_, counts_.to_json().dump());
+      w.exec_prepared(sql::kUnlockImport, import_id_);
+    });
+    report();
+    return counts_;
+  }
+
+ private:
+  void open_input() {
+    struct stat st {};
+    if (::stat(o_.file.c_str(), &st) != 0) {
+      throw ImportInputError(fmt::format("{}: cannot read: {}", o_.file, std::strerror(errno)));
+    }
+    if (!S_ISREG(st.st_mode))
+      throw ImportInputError(fmt::format("{}: not a regular file", o_.file));
+    in_.open(o_.file, std::ios::binary);
+    if (!in_)
+      throw ImportInputError(fmt::format("{}: cannot read: {}", o_.file, std::strerror(errno)));
+    total_bytes_ = static_cast<std::uint64_t>(st.st_size);
+    identity_ = file_identity(o_.file, st);
+    reader_ = std::make_unique<CsvReader>(in_, o_.csv);
+    try {
+      header_ = read_csv_header(*reader_, o_.file);
+    } catch (const CsvFileError& e) {
+      throw ImportInputError(e.what());
+    }
+    email_col_ = find_column(header_, "email");
+    if (email_col_ < 0) {
+      throw ImportInputError(
+          fmt::format("{}: line 1: no \"email\" column in the header (columns: {}); is the "
+                      "delimiter '{}' right?",
+                      o_.file, fmt::join(header_, ", "), o_.csv.delimiter));
+    }
+    for (std::size_t i = 0; i < header_.size(); ++i) {
+      std::string key;
+      if (static_cast<int>(i) != email_col_ && !header_[i].empty()) {
+        append_json_string(key, header_[i]);
+        key.push_back(':');
+      }
+      attribute_keys_.push_back(std::move(key));
+    }
+    data_offset_ = reader_->offset();
+    data_line_ = reader_->line();
+  }
+
+  void open_import() {
+    prepare_list_statements(db_);
+    auto list = ListStore(db_).find(o_.list_name);
+    if (!list) {
+      throw ImportInputError(
+          fmt::format("list \"{}\" does not exist (create it with: mailer lists create {})",
+                      o_.list_name, o_.list_name));
+    }
+    list_id_ = list->id;
+    auto running = db_.transact([&](pqxx::work& w) {
+      return w.exec_prepared(sql::kFindRunningImport, list_id_, identity_);
+    });
+    bool resume = !running.empty();
+    open_rejects(resume);
+    if (resume) {
+      import_id_ = running[0][0].as<std::int64_t>();
+      data_offset_ = running[0][1].as<std::uint64_t>();
+      data_line_ = running[0][2].as<std::uint64_t>();
+      counts_ = ImportCounts::from_json(nlohmann::json::parse(running[0][3].as<std::string>()));
+      started_at_ = running[0][4].as<std::string>();
+      in_.clear();
+      in_.seekg(static_cast<std::streamoff>(data_offset_));
+      reader_ = std::make_unique<CsvReader>(in_, o_.csv, data_offset_, data_line_);
+      spdlog::info("import: resuming import #{} of {} at line {} ({} rows done)", import_id_,
+                   o_.file, data_line_, counts_.rows);
+    } else {
+      auto r = db_.transact([&](pqxx::work& w) {
+        return w.exec_prepared(sql::kStartImport, list_id_, o_.file, identity_, data_offset_,
+                               data_line_);
+      });
+      import_id_ = r[0][0].as<std::int64_t>();
+      started_at_ = r[0][1].as<std::string>();
+    }
+    resumed_ = resume;
+    bool locked = db_.transact([&](pqxx::work& w) {
+      return w.exec_prepared(sql::kLockImport, import_id_)[0][0].as<bool>();
+    });
+    if (!locked) {
+      throw std::runtime_error(
+          fmt::format("import #{} of {} into list \"{}\" is running in another process", import_id_,
+                      o_.file, o_.list_name));
+    }
+  }
+
+  void open_rejects(bool append) {
+    if (o_.rejects_file.empty()) return;
+    struct stat st {};
+    bool has_content = append && ::stat(o_.rejects_file.c_str(), &st) == 0 && st.st_size > 0;
+    rejects_.open(o_.rejects_file, append ? std::ios::app | std::ios::binary : std::ios::binary);
+    if (!rejects_) {
+      throw ImportInputError(
+          fmt::format("{}: cannot write rejects file: {}", o_.rejects_file, std::strerror(errno)));
+    }
+    if (!has_content) rejects_ << "line,reason,detail,email\n";
+  }
+
+  void reject(std::uint64_t line, const std::string& reason, std::string detail,
+              std::string email) {
+    ++chunk_counts_.rejected[reason];
+    if (rejects_.is_open())
+      rejected_.push_back({line, reason, std::move(detail), std::move(email)});
+    else
+      rejected_.push_back({line, reason, {}, {}});
+  }
+
+  void take(const CsvRecord& record) {
+    if (record.fields.size() != header_.size()) {
+      std::string email = static_cast<std::size_t>(email_col_) < record.fields.size()
+                              ? std::string(record.fields[email_col_])
+                              : std::string();
+      reject(record.line, "malformed",
+             fmt::format("expected {} fields, found {}", header_.size(), record.fields.size()),
+             std::move(email));
+      return;
+    }
+    std::string_view raw = trim_blanks(record.fields[email_col_]);
+    auto parsed = EmailAddress::parse(raw);
+    if (auto* e = std::get_if<AddressError>(&parsed)) {
+      reject(record.line, "syntax", e->reason, std::string(raw));
+      return;
+    }
+    const EmailAddress& address = std::get<EmailAddress>(parsed);
+    if (auto verdict = rules_.check(address)) {
+      reject(record.line, verdict->reason, verdict->detail, std::string(raw));
+      return;
+    }
+    StagedRow row{static_cast<std::int64_t>(record.line),
+                  address.address(),
+                  address.key(),
+                  std::string(address.domain()),
+                  {},
+                  {}};
+    row.attributes.push_back('{');
+    for (std::size_t i = 0; i < record.fields.size(); ++i) {
+      if (attribute_keys_[i].empty() || record.fields[i].empty()) continue;
+      if (row.attributes.size() > 1) row.attributes.push_back(',');
+      row.attributes += attribute_keys_[i];
+      append_json_string(row.attributes, record.fields[i]);
+    }
+    row.attributes.push_back('}');
+    staged_.push_back(std::move(row));
+  }
+
+  // Drops rows whose domain cannot receive mail; notes each domain's MX host.
+  void check_mx() {
+    std::unordered_set<std::string> unknown;
+    for (const auto& r : staged_) {
+      if (mx_cache_.count(r.domain) == 0) unknown.insert(r.domain);
+    }
+    if (!unknown.empty()) resolve(std::vector<std::string>(unknown.begin(), unknown.end()));
+    std::vector<StagedRow> kept;
+    kept.reserve(staged_.size());
+    for (auto& r : staged_) {
+      const MxVerdict& v = mx_cache_.at(r.domain);
+      if (v.status == MxStatus::kNullMx || v.status == MxStatus::kNxDomain ||
+          v.status == MxStatus::kNoAddress) {
+        reject(static_cast<std::uint64_t>(r.line), "no_mx",
+               fmt::format("{}: {}", to_string(v.status), v.error), r.email);
+        continue;
+      }
+      if (v.status == MxStatus::kError) ++chunk_counts_.mx_unverified;
+      kept.push_back(std::move(r));
+    }
+    staged_ = std::move(kept);
+  }
+
+  void resolve(std::vector<std::string> domains) {
+    if (mx_cache_.size() + domains.size() > kDomainCacheLimit) mx_cache_.clear();
+    std::string joined = fmt::format("{}", fmt::join(domains, " "));
+    auto cached =
+        db_.transact([&](pqxx::work& w) { return w.exec_prepared(sql::kCachedDomains, joined); });
+    for (const auto& row : cached) {
+      std::string hosts = row[2].as<std::string>();
+      mx_cache_[row[0].as<std::string>()] =
+          MxVerdict{mx_status_from_string(row[1].as<std::string>()),
+                    hosts.substr(0, hosts.find(' ')), "cached answer"};
+    }
+    std::vector<std::string> ask;
+    for (auto& d : domains) {
+      if (mx_cache_.count(d) == 0) ask.push_back(std::move(d));
+    }
+    if (ask.empty()) return;
+    auto answers = mx_->check(ask);
+    db_.transact([&](pqxx::work& w) {
+      for (const auto& [domain, a] : answers) {
+        std::string first = a.hosts.empty() ? std::string() : a.hosts.front();
+        std::string provider = classifier_.classify(domain, a.status == MxStatus::kOk ? first : "");
+        // Temporary failures are recorded but expire at once: never cached.
+        long long ttl =
+            a.status == MxStatus::kError ? 0 : std::max(a.ttl, o_.mx_cache_ttl_floor).count();
+        w.exec_prepared(sql::kStoreDomainAnswer, domain, provider,
+                        fmt::format("{}", fmt::join(a.hosts, " ")),
+                        std::string(to_string(a.status)), ttl);
+      }
+    });
+    for (const auto& [domain, a] : answers) {
+      mx_cache_[domain] =
+          MxVerdict{a.status, a.hosts.empty() ? std::string() : a.hosts.front(), a.error};
+    }
+  }
+
+  const std::string& provider_of(const std::string& domain) {
+    auto it = provider_cache_.find(domain);
+    if (it != provider_cache_.end()) return it->second;
+    if (provider_cache_.size() >= kDomainCacheLimit) provider_cache_.clear();
+    std::string mx_host;
+    if (auto m = mx_cache_.find(domain);
+        m != mx_cache_.end() && m->second.status == MxStatus::kOk) {
+      mx_host = m->second.first_host;
+    }
+    return provider_cache_.emplace(domain, classifier_.classify(domain, mx_host)).first->second;
+  }
+
+  struct ChunkOutcome {
+    std::map<std::string, std::uint64_t> statuses;
+    std::vector<RejectedRow> not_added;
+  };
+
+  ChunkOutcome merge(pqxx::work& w, const ImportCounts& after) {
+    ChunkOutcome out;
+    w.exec("SET LOCAL synchronous_commit = off");
+    w.exec("SET LOCAL client_min_messages = warning");
+    if (!staged_.empty()) {
+      w.exec(sql::kCreateStaging);
+      CopyStream copy(w, sql::kStageTable,
+                      {"line", "email", "email_key", "domain", "provider", "attributes"});
+      for (const auto& r : staged_) {
+        copy.write(std::tie(r.line, r.email, r.key, r.domain, r.provider, r.attributes));
+      }
+      copy.complete();
+      w.exec_params(sql::kClassifyStaged, list_id_, started_at_);
+      w.exec_params(sql::kInsertNewAndJoin, list_id_);
+      w.exec(sql::kUpdateAttributes);
+      w.exec(sql::kInsertDomains);
+      for (const auto& row : w.exec(sql::kCountStatuses)) {
+        out.statuses[row[0].as<std::string>()] = row[1].as<std::uint64_t>();
+      }
+      if (rejects_.is_open()) {
+        for (const auto& row : w.exec(sql::kStagedNotAdded)) {
+          out.not_added.push_back({row[0].as<std::uint64_t>(), row[1].as<std::string>(),
+                                   row[2].is_null() ? "" : row[2].as<std::string>(),
+                                   row[3].as<std::string>()});
+        }
+      }
+    }
+    ImportCounts total = after;
+    add_statuses(total, out.statuses);
+    w.exec_prepared(sql::kImportProgress, import_id_, reader_->offset(), reader_->line(),
+                    total.to_json().dump());
+    return out;
+  }
+
+  static void add_statuses(ImportCounts& c, const std::map<std::string, std::uint64_t>& statuses) {
+    for (const auto& [status, n] : statuses) {
+      if (status == "new" || status == "join") c.imported += n;
+      if (status == "update") c.updated += n;
+      if (status == "duplicate") c.duplicates += n;
+      if (status == "suppressed") c.suppressed += n;
+    }
+  }
+
+  static void add_counts(ImportCounts& into, const ImportCounts& c) {
+    into.rows += c.rows;
+    into.imported += c.imported;
+    into.updated += c.updated;
+    into.duplicates += c.duplicates;
+    into.suppressed += c.suppressed;
+    into.mx_unverified += c.mx_unverified;
+    for (const auto& [k, v] : c.rejected) into.rejected[k] += v;
+  }
+
+  void flush() {
+    if (chunk_counts_.rows == 0) return;
+    if (mx_) check_mx();
+    for (auto& r : staged_) r.provider = provider_of(r.domain);
+    ImportCounts after = counts_;
+    add_counts(after, chunk_counts_);
+    ChunkOutcome outcome = db_.transact([&](pqxx::work& w) { return merge(w, after); });
+    add_statuses(after, outcome.statuses);
+    counts_ = after;
+    write_rejects(std::move(outcome.not_added));
+    staged_.clear();
+    rejected_.clear();
+    chunk_counts_ = ImportCounts();
+    report();
+  }
+
+  void write_rejects(std::vector<RejectedRow> more) {
+    if (!rejects_.is_open()) return;
+    for (auto& r : more) rejected_.push_back(std::move(r));
+    std::stable_sort(rejected_.begin(), rejected_.end(),
+                     [](const RejectedRow& a, const RejectedRow& b) { return a.line < b.line; });
+    std::string out;
+    for (const auto& r : rejected_) {
+      out += std::to_string(r.line);
+      out.push_back(',');
+      append_csv_field(out, r.reason);
+      out.push_back(',');
+      append_csv_field(out, r.detail);
+      out.push_back(',');
+      append_csv_field(out, r.email);
+      out.push_back('\n');
+    }
+    rejects_ << out;
+    rejects_.flush();
+    if (!rejects_) {
+      throw std::runtime_error(
+          fmt::format("{}: write failed: {}", o_.rejects_file, std::strerror(errno)));
+    }
+  }
+
+  void report() {
+    if (!progress_) return;
+    progress_(ImportProgress{counts_.rows + chunk_counts_.rows, reader_->offset(), total_bytes_,
+                             resumed_});
+  }
+
+  db::Database& db_;
+  const HygieneRules& rules_;
+  const throttle::ProviderClassifier& classifier_;
+  const ImportOptions& o_;
+  const std::function<void(const ImportProgress&)>& progress_;
+
+  std::ifstream in_;
+  std::unique_ptr<CsvReader> reader_;
+  std::ofstream rejects_;
+  std::vector<std::string> header_;
+  std::vector<std::string> attribute_keys_;
+  int email_col_ = -1;
+  std::uint64_t total_bytes_ = 0;
+  std::string identity_;
+  std::uint64_t data_offset_ = 0;
+  std::uint64_t data_line_ = 1;
+  std::int64_t list_id_ = 0;
+  std::int64_t import_id_ = 0;
+  std::string started_at_;
+  bool resumed_ = false;
+
+  std::unique_ptr<MxChecker> mx_;
+  std::unordered_map<std::string, MxVerdict> mx_cache_;
+  std::unordered_map<std::string, std::string> provider_cache_;
+
+  ImportCounts counts_;
+  ImportCounts chunk_counts_;
+  std::vector<StagedRow> staged_;
+  std::vector<RejectedRow> rejected_;
+};
+
+}  // namespace
+
+ImportCounts::ImportCounts() {
+  for (const char* r : kRejectReasons) rejected[r] = 0;
+}
+
+std::uint64_t ImportCounts::rejected_total() const {
+  std::uint64_t n = 0;
+  for (const auto& [k, v] : rejected) n += v;
+  return n;
+}
+
+nlohmann::json ImportCounts::to_json() const {
+  nlohmann::json r = nlohmann::json::object();
+  for (const auto& [k, v] : rejected) r[k] = v;
+  return {{"rows", rows},
+          {"imported", imported},
+          {"updated", updated},
+          {"duplicates", duplicates},
+          {"suppressed", suppressed},
+          {"rejected", r},
+          {"mx_unverified", mx_unverified}};
+}
+
+ImportCounts ImportCounts::from_json(const nlohmann::json& j) {
+  ImportCounts c;
+  c.rows = j.value("rows", 0ull);
+  c.imported = j.value("imported", 0ull);
+  c.updated = j.value("updated", 0ull);
+  c.duplicates = j.value("duplicates", 0ull);
+  c.suppressed = j.value("suppressed", 0ull);
+  c.mx_unverified = j.value("mx_unverified", 0ull);
+  if (j.contains("rejected")) {
+    for (const auto& [k, v] : j["rejected"].items()) c.rejected[k] = v.get<std::uint64_t>();
+  }
+  return c;
+}
+
+ListImporter::ListImporter(db::Database& db, const HygieneRules& rules,
+                           const throttle::ProviderClassifier& classifier, ImportOptions options)
+    : db_(db), rules_(rules), classifier_(classifier), options_(std::move(options)) {}
+
+ImportCounts ListImporter::run(const std::function<void(const ImportProgress&)>& progress) {
+  ImportRun run(db_, rules_, classifier_, options_, progress);
+  return run.run();
+}
+
+}  // namespace mailer::lists

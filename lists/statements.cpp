@@ -1,0 +1,154 @@
+#include "lists/statements.h"
+
+#include "app/db/database.h"
+
+namespace mailer::lists {
+namespace sql {
+
+const char* const kCreateStaging = R"SQL(
+CREATE TEMP TABLE IF NOT EXISTS import_stage (
+  line        bigint NOT NULL,
+  email       text NOT NULL,
+  email_key   text NOT NULL,
+  domain      text NOT NULL,
+  provider    text NOT NULL,
+  attributes  jsonb NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS import_classified (
+  line          bigint NOT NULL,
+  email         text NOT NULL,
+  email_key     text NOT NULL,
+  domain        text NOT NULL,
+  attributes    jsonb NOT NULL,
+  recipient_id  bigint,
+  status        text NOT NULL,
+  detail        text
+) ON COMMIT DELETE ROWS)SQL";
+
+// One verdict per staged row. Within the chunk the first row of an address
+// wins; against the database: suppressed beats everything, a member this
+// import already added or updated (an earlier chunk of the same file) is a
+// duplicate, an unchanged member is a duplicate, a changed one an update.
+const char* const kClassifyStaged = R"SQL(
+INSERT INTO import_classified (line, email, email_key, domain, attributes, recipient_id, status, detail)
+SELECT s.line, s.email, s.email_key, s.domain, s.attributes, r.id,
+  CASE
+    WHEN x.email_key IS NOT NULL THEN 'suppressed'
+    WHEN s.seq > 1 THEN 'duplicate'
+    WHEN r.id IS NULL THEN 'new'
+    WHEN m.list_id IS NULL THEN 'join'
+    WHEN m.added_at >= $2 OR r.updated_at >= $2 THEN 'duplicate'
+    WHEN r.attributes || s.attributes = r.attributes AND r.email = s.email THEN 'duplicate'
+    ELSE 'update'
+  END,
+  CASE
+    WHEN x.email_key IS NOT NULL THEN 'suppressed: ' || x.reason
+    WHEN s.seq > 1 THEN 'repeated in file'
+    WHEN m.list_id IS NOT NULL AND (m.added_at >= $2 OR r.updated_at >= $2) THEN 'repeated in file'
+    WHEN m.list_id IS NOT NULL THEN 'already in list'
+  END
+FROM (SELECT *, row_number() OVER (PARTITION BY email_key ORDER BY line) AS seq
+      FROM import_stage) s
+LEFT JOIN suppressions x ON x.email_key = s.email_key
+LEFT JOIN recipients r ON r.email_key = s.email_key
+LEFT JOIN list_members m ON m.list_id = $1 AND m.recipient_id = r.id)SQL";
+
+const char* const kInsertNewAndJoin = R"SQL(
+WITH inserted AS (
+  INSERT INTO recipients (email, email_key, domain, attributes)
+  SELECT email, email_key, domain, attributes FROM import_classified WHERE status = 'new'
+  ON CONFLICT (email_key) DO NOTHING
+  RETURNING id)
+INSERT INTO list_members (list_id, recipient_id)
+SELECT $1, id FROM inserted
+UNION ALL
+SELECT $1, recipient_id FROM import_classified WHERE status = 'join'
+ON CONFLICT DO NOTHING)SQL";
+
+// A newer import's attributes are merged over the stored ones.
+const char* const kUpdateAttributes = R"SQL(
+UPDATE recipients r
+SET attributes = r.attributes || c.attributes, email = c.email, updated_at = now()
+FROM import_classified c
+WHERE c.status IN ('join', 'update') AND r.id = c.recipient_id
+  AND (r.attributes || c.attributes <> r.attributes OR r.email <> c.email))SQL";
+
+const char* const kInsertDomains = R"SQL(
+INSERT INTO domains (domain, provider)
+SELECT DISTINCT ON (domain) domain, provider FROM import_stage ORDER BY domain
+ON CONFLICT (domain) DO NOTHING)SQL";
+
+const char* const kCountStatuses = "SELECT status, count(*) FROM import_classified GROUP BY status";
+
+const char* const kStagedNotAdded = R"SQL(
+SELECT line, status, detail, email FROM import_classified
+WHERE status IN ('duplicate', 'suppressed') ORDER BY line)SQL";
+
+const char* const kCreateSuppressionStaging = R"SQL(
+CREATE TEMP TABLE IF NOT EXISTS suppression_stage (
+  email_key  text NOT NULL,
+  reason     text NOT NULL,
+  detail     text
+) ON COMMIT DELETE ROWS)SQL";
+
+// The first suppression of an address is kept (its reason and time).
+const char* const kMergeSuppressionStaging = R"SQL(
+INSERT INTO suppressions (email_key, reason, source, detail)
+SELECT DISTINCT ON (email_key) email_key, reason, $1, NULLIF(detail, '') FROM suppression_stage
+ORDER BY email_key
+ON CONFLICT (email_key) DO NOTHING)SQL";
+
+}  // namespace sql
+
+void prepare_list_statements(db::Database& db) {
+  db.prepare(sql::kCreateList,
+             "INSERT INTO lists (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id");
+  db.prepare(sql::kFindList,
+             "SELECT l.id, l.name, l.created_at::text, "
+             "(SELECT count(*) FROM list_members m WHERE m.list_id = l.id), "
+             "(SELECT count(*) FROM list_members m JOIN recipients r ON r.id = m.recipient_id "
+             " JOIN suppressions s ON s.email_key = r.email_key WHERE m.list_id = l.id) "
+             "FROM lists l WHERE l.name = $1");
+  db.prepare(sql::kAllLists,
+             "SELECT l.id, l.name, l.created_at::text, "
+             "(SELECT count(*) FROM list_members m WHERE m.list_id = l.id) "
+             "FROM lists l ORDER BY l.name");
+  db.prepare(sql::kAddSuppression,
+             "INSERT INTO suppressions (email_key, reason, source, detail) "
+             "VALUES ($1, $2, $3, NULLIF($4, '')) ON CONFLICT (email_key) DO NOTHING "
+             "RETURNING email_key");
+  db.prepare(sql::kFindSuppression,
+             "SELECT email_key, reason, source, campaign_id, coalesce(detail, ''), "
+             "created_at::text FROM suppressions WHERE email_key = $1");
+  db.prepare(sql::kRemoveSuppression,
+             "DELETE FROM suppressions WHERE email_key = $1 RETURNING email_key");
+  db.prepare(sql::kFindRunningImport,
+             "SELECT id, next_offset, next_line, counts::text, started_at::text FROM imports "
+             "WHERE list_id = $1 AND file_identity = $2 AND status = 'running' "
+             "ORDER BY id DESC LIMIT 1");
+  db.prepare(sql::kStartImport,
+             "INSERT INTO imports (list_id, file_path, file_identity, next_offset, next_line) "
+             "VALUES ($1, $2, $3, $4, $5) RETURNING id, started_at::text");
+  db.prepare(sql::kImportProgress,
+             "UPDATE imports SET next_offset = $2, next_line = $3, counts = $4::jsonb, "
+             "updated_at = now() WHERE id = $1");
+  db.prepare(sql::kFinishImport,
+             "UPDATE imports SET status = 'finished', counts = $2::jsonb, updated_at = now(), "
+             "finished_at = now() WHERE id = $1");
+  // Session advisory lock per import, so two processes never run one import.
+  db.prepare(sql::kLockImport, "SELECT pg_try_advisory_lock(1279873876, $1::int)");
+  db.prepare(sql::kUnlockImport, "SELECT pg_advisory_unlock(1279873876, $1::int)");
+  db.prepare(sql::kCachedDomains,
+             "SELECT domain, mx_status, coalesce(array_to_string(mx_hosts, ' '), '') "
+             "FROM domains WHERE domain = ANY (string_to_array($1, ' ')) "
+             "AND mx_status IS NOT NULL AND mx_status <> 'error' AND expires_at > now()");
+  db.prepare(sql::kStoreDomainAnswer,
+             "INSERT INTO domains (domain, provider, mx_hosts, mx_status, checked_at, expires_at) "
+             "VALUES ($1, $2, string_to_array(NULLIF($3, ''), ' '), $4, now(), "
+             "now() + make_interval(secs => $5)) "
+             "ON CONFLICT (domain) DO UPDATE SET provider = EXCLUDED.provider, "
+             "mx_hosts = EXCLUDED.mx_hosts, mx_status = EXCLUDED.mx_status, "
+             "checked_at = EXCLUDED.checked_at, expires_at = EXCLUDED.expires_at");
+}
+
+}  // namespace mailer::lists

@@ -1,0 +1,51 @@
+// The SQL of the lists module, in one place: prepared statements registered
+// on the database (re-prepared on reconnect), and the statements on the
+// per-session TEMP staging tables of an import, which cannot be prepared at
+// connect time because those tables exist only inside an import's session.
+// User data only ever travels as parameters or through COPY.
+#pragma once
+
+namespace mailer::db {
+class Database;
+}
+
+namespace mailer::lists {
+
+// Registers every prepared statement below on `db` (idempotent).
+void prepare_list_statements(db::Database& db);
+
+namespace sql {
+
+// Prepared statement names.
+inline constexpr const char* kCreateList = "lists_create";
+inline constexpr const char* kFindList = "lists_find";
+inline constexpr const char* kAllLists = "lists_all";
+inline constexpr const char* kAddSuppression = "lists_suppression_add";
+inline constexpr const char* kFindSuppression = "lists_suppression_find";
+inline constexpr const char* kRemoveSuppression = "lists_suppression_remove";
+inline constexpr const char* kFindRunningImport = "lists_import_find_running";
+inline constexpr const char* kStartImport = "lists_import_start";
+inline constexpr const char* kImportProgress = "lists_import_progress";
+inline constexpr const char* kFinishImport = "lists_import_finish";
+inline constexpr const char* kLockImport = "lists_import_lock";
+inline constexpr const char* kUnlockImport = "lists_import_unlock";
+inline constexpr const char* kCachedDomains = "lists_domains_cached";
+inline constexpr const char* kStoreDomainAnswer = "lists_domain_store";
+
+// Import staging (TEMP tables, run with exec_params).
+extern const char* const kCreateStaging;
+extern const char* const kClassifyStaged;    // $1 list id, $2 import start time
+extern const char* const kInsertNewAndJoin;  // $1 list id
+extern const char* const kUpdateAttributes;
+extern const char* const kInsertDomains;
+extern const char* const kCountStatuses;
+extern const char* const kStagedNotAdded;
+extern const char* const kCreateSuppressionStaging;
+extern const char* const kMergeSuppressionStaging;
+
+// Tables and columns COPY writes into.
+inline constexpr const char* kStageTable = "import_stage";
+inline constexpr const char* kSuppressionStageTable = "suppression_stage";
+
+}  // namespace sql
+}  // namespace mailer::lists

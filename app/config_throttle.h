@@ -1,45 +1,42 @@
-// The throttle's part of the configuration: [providers.NAME] and [retry].
+// The throttle's part of the configuration: [providers.NAME] (every knob of
+// throttle::ProviderPolicy), [retry] and [retry.SIGNAL] (throttle::RetryPolicy),
+// [[reply_rule]] (operator reply classification rules) and [[provider_rule]]
+// (extra domain / MX rules). Defaults are those documented in throttle/policy.h.
 #pragma once
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "app/config_reader.h"
-#include "app/duration.h"
+#include "throttle/policy.h"
+#include "throttle/provider_classifier.h"
+#include "throttle/reply_classifier.h"
 
 namespace mailer::app {
 
-// [providers.NAME]: how fast mailer may send to one mailbox provider.
-struct ProviderSettings {
-  // Rate (messages/s) a provider starts at when nothing was learned yet.
-  double initial_rate = 20;
-  // The controller never goes below this rate (except while suspended).
-  double min_rate = 1;
-  // The controller never goes above this rate.
-  double max_rate = 2000;
-  // Simultaneous SMTP connections to the provider, at most.
-  int max_connections = 20;
-  // How long a suspend signal (e.g. Yahoo [TSS04]) stops this provider.
-  Duration suspend_for = std::chrono::hours(2);
-};
-
-// [retry]: when deferred messages are tried again.
-struct RetrySettings {
-  // First retry delay; doubles (with jitter) per attempt.
-  Duration min_backoff = std::chrono::minutes(5);
-  // Longest delay between two attempts.
-  Duration max_backoff = std::chrono::hours(4);
-  // A message still deferred this long after its first attempt fails (expired).
-  Duration max_age = std::chrono::hours(72);
-};
-
 struct ThrottleSettings {
-  // Keyed by provider name: gmail, outlook, yahoo, other.
-  std::map<std::string, ProviderSettings> providers;
-  RetrySettings retry;
+  // gmail, outlook, yahoo, other, and any provider a [[provider_rule]] names.
+  std::map<std::string, throttle::ProviderPolicy> providers;
+  throttle::RetryPolicy retry;
+  // [retry.throttle], [retry.recipient_tempfail], ...: per-signal schedules.
+  std::map<throttle::Signal, throttle::RetryPolicy> retry_by_signal;
+  // [[reply_rule]] pattern / signal / suspend_for / provider, in file order.
+  std::vector<throttle::ReplyRule> reply_rules;
+  // [[provider_rule]] domain or mx, and provider.
+  std::vector<throttle::ProviderRule> provider_rules;
 };
 
-// Reads [providers.*] and [retry] from the root reader; throws UsageError.
+// Reads the throttle's sections from the root reader; throws UsageError
+// naming file, line and key.
 ThrottleSettings read_throttle_settings(ConfigReader& root);
+
+// Reads the ProviderPolicy knobs present in `r` over `defaults` and validates
+// the result (UsageError on the offending key). Leaves other keys unread, so
+// scenario files can share it.
+throttle::ProviderPolicy read_provider_policy(ConfigReader& r, throttle::ProviderPolicy defaults);
+
+// Reads RetryPolicy knobs over `defaults` and validates them.
+throttle::RetryPolicy read_retry_policy(ConfigReader& r, throttle::RetryPolicy defaults);
 
 }  // namespace mailer::app

@@ -145,6 +145,16 @@ void CurlMultiLoop::act(curl_socket_t fd, int events) {
   report_done();
 }
 
+void CurlMultiLoop::nudge_all() {
+  std::vector<curl_socket_t> fds;
+  for (const auto& [fd, w] : watches_) fds.push_back(fd);
+  std::weak_ptr<CurlMultiLoop*> alive = self_;
+  for (curl_socket_t fd : fds) {
+    if (alive.expired()) return;
+    if (watches_.contains(fd)) act(fd, 0);
+  }
+}
+
 void CurlMultiLoop::report_done() {
   // Collect first: the done handler removes handles, which invalidates the
   // messages curl_multi_info_read returned.

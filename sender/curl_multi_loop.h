@@ -43,10 +43,10 @@ class CurlMultiLoop {
   // Stops watching a transfer (finished or not); safe to call from the done
   // handler.
   void remove(CURL* easy);
-  // Lets curl look at the transfers on `fd` now (curl_multi_socket_action
-  // with no event), so it can notice a timeout nothing else would wake it
-  // for. Finished transfers are reported as usual.
-  void nudge(curl_socket_t fd) { act(fd, 0); }
+  // Lets curl look at the transfers on every watched socket now
+  // (curl_multi_socket_action with no event), so it can notice a timeout
+  // nothing else would wake it for. Finished transfers are reported as usual.
+  void nudge_all();
 
  private:
   struct Watch;

@@ -250,9 +250,10 @@ struct SmtpTransport::Transfer {
                                  std::chrono::milliseconds(50));
     reply_deadline.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;  // cancelled: replied, finished or destroyed
-      curl_socket_t fd = CURL_SOCKET_BAD;
-      curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd);
-      if (fd != CURL_SOCKET_BAD) loop.nudge(fd);
+      // curl does not say which socket a transfer uses while it runs
+      // (CURLINFO_ACTIVESOCKET only after it is done), so wake them all:
+      // a route has at most its connection limit of sockets.
+      loop.nudge_all();
     });
   }
 };

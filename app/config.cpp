@@ -75,6 +75,39 @@ void read_unsubscribe(ConfigReader r, UnsubscribeSettings& u) {
   r.reject_unknown();
 }
 
+void read_import(ConfigReader r, ImportSettings& s) {
+  s.reject_role_accounts = r.get_bool("reject_role_accounts", s.reject_role_accounts);
+  s.extra_role_accounts = r.get_string("extra_role_accounts", s.extra_role_accounts);
+  s.reject_disposable = r.get_bool("reject_disposable", s.reject_disposable);
+  s.reject_typos = r.get_bool("reject_typos", s.reject_typos);
+  s.role_accounts_file = r.get_string("role_accounts_file", s.role_accounts_file);
+  s.disposable_domains_file = r.get_string("disposable_domains_file", s.disposable_domains_file);
+  s.typo_domains_file = r.get_string("typo_domains_file", s.typo_domains_file);
+  s.dns_server = r.get_string("dns_server", s.dns_server);
+  const long long concurrency = r.get_integer("mx_concurrency", s.mx_concurrency);
+  if (concurrency < 1 || concurrency > 10000) {
+    r.fail("mx_concurrency", fmt::format("must be between 1 and 10000, got {}", concurrency));
+  }
+  s.mx_concurrency = static_cast<int>(concurrency);
+  s.mx_timeout = r.get_duration("mx_timeout", s.mx_timeout);
+  if (s.mx_timeout <= Duration::zero()) r.fail("mx_timeout", "must be positive");
+  s.mx_cache_ttl_min = r.get_duration("mx_cache_ttl_min", s.mx_cache_ttl_min);
+  const long long chunk = r.get_integer("chunk_rows", s.chunk_rows);
+  if (chunk < 1 || chunk > 1000000) {
+    r.fail("chunk_rows", fmt::format("must be between 1 and 1000000, got {}", chunk));
+  }
+  s.chunk_rows = static_cast<int>(chunk);
+  const long long field = r.get_integer("max_field_bytes", s.max_field_bytes);
+  if (field < 256 || field > 1048576) {
+    r.fail("max_field_bytes", fmt::format("must be between 256 and 1048576, got {}", field));
+  }
+  s.max_field_bytes = static_cast<int>(field);
+  if (!s.dns_server.empty() && s.dns_server.find_first_of(" ,") != std::string::npos) {
+    r.fail("dns_server", fmt::format("expected one HOST:PORT, got \"{}\"", s.dns_server));
+  }
+  r.reject_unknown();
+}
+
 void read_http(ConfigReader r, HttpSettings& h) {
   h.listen = r.get_string("listen", h.listen);
   if (h.listen.find(':') == std::string::npos) {
@@ -102,6 +135,7 @@ Config parse_config(const std::string& text, const std::string& file) {
   c.throttle = read_throttle_settings(r);
   for (ConfigReader& d : r.tables("dkim")) c.dkim.push_back(read_dkim(d));
   read_unsubscribe(r.table("unsubscribe"), c.unsubscribe);
+  read_import(r.table("import"), c.imports);
   read_http(r.table("http"), c.http);
   r.reject_unknown();
   return c;

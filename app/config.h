@@ -52,6 +52,34 @@ struct UnsubscribeSettings {
   std::string secret_file;
 };
 
+// [import]: list-hygiene rules and MX checking of `mailer import`.
+struct ImportSettings {
+  // Reject role accounts (postmaster@, info@, noreply@ ...).
+  bool reject_role_accounts = true;
+  // Role local parts added to the table, comma-separated ("billing, hr").
+  std::string extra_role_accounts;
+  // Reject addresses at disposable-mailbox domains.
+  bool reject_disposable = true;
+  // Reject misspelt popular domains (gmial.com), suggesting the correction.
+  bool reject_typos = true;
+  // Replacement tables (format of lists/data/*.txt); empty: the built-in ones.
+  std::string role_accounts_file;
+  std::string disposable_domains_file;
+  std::string typo_domains_file;
+  // DNS server for --mx-check as "host:port"; empty: /etc/resolv.conf.
+  std::string dns_server;
+  // MX lookups in flight at once.
+  int mx_concurrency = 64;
+  // Per-try DNS timeout.
+  Duration mx_timeout = std::chrono::seconds(2);
+  // Shortest time an MX answer stays cached in `domains`, whatever its TTL.
+  Duration mx_cache_ttl_min = std::chrono::hours(1);
+  // Rows per committed chunk (each commit is a resume point).
+  int chunk_rows = 50000;
+  // Longest accepted CSV field in bytes.
+  int max_field_bytes = 65536;
+};
+
 // [http]
 struct HttpSettings {
   // Address `mailer serve` listens on.
@@ -68,6 +96,7 @@ struct Config {
   ThrottleSettings throttle;
   std::vector<DkimSettings> dkim;
   UnsubscribeSettings unsubscribe;
+  ImportSettings imports;
   HttpSettings http;
 };
 

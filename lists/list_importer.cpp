@@ -119,8 +119,14 @@ class ImportRun {
 
   ImportCounts run() {
     open_input();
+    if (o_.mx_check) {
+      try {
+        mx_ = std::make_unique<MxChecker>(o_.mx);
+      } catch (const std::runtime_error& e) {
+        throw ImportInputError(e.what());
+      }
+    }
     open_import();
-    if (o_.mx_check) mx_ = std::make_unique<MxChecker>(o_.mx);
     CsvRecord record;
     std::string why;
     std::uint64_t since_progress = 0;

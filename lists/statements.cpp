@@ -60,9 +60,9 @@ WITH inserted AS (
   ON CONFLICT (email_key) DO NOTHING
   RETURNING id)
 INSERT INTO list_members (list_id, recipient_id)
-SELECT $1, id FROM inserted
+SELECT $1::bigint, id FROM inserted
 UNION ALL
-SELECT $1, recipient_id FROM import_classified WHERE status = 'join'
+SELECT $1::bigint, recipient_id FROM import_classified WHERE status = 'join'
 ON CONFLICT DO NOTHING)SQL";
 
 // A newer import's attributes are merged over the stored ones.
@@ -94,7 +94,7 @@ CREATE TEMP TABLE IF NOT EXISTS suppression_stage (
 // The first suppression of an address is kept (its reason and time).
 const char* const kMergeSuppressionStaging = R"SQL(
 INSERT INTO suppressions (email_key, reason, source, detail)
-SELECT DISTINCT ON (email_key) email_key, reason, $1, NULLIF(detail, '') FROM suppression_stage
+SELECT DISTINCT ON (email_key) email_key, reason, $1::text, NULLIF(detail, '') FROM suppression_stage
 ORDER BY email_key
 ON CONFLICT (email_key) DO NOTHING)SQL";
 

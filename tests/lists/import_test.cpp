@@ -1,0 +1,255 @@
+// `mailer import` end to end on the real PostgreSQL: counts and JSON, re-import
+// idempotence, attribute updates, duplicates, suppression, every kind of bad
+// row, file-level errors, and resuming an interrupted import.
+#include <fstream>
+#include <sstream>
+
+#include "app/db/database.h"
+#include "lists/list_importer.h"
+#include "tests/lists/list_db_fixture.h"
+
+namespace mailer::lists {
+namespace {
+
+std::string read_file(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class ImportTest : public ListDbTest {
+ protected:
+  void SetUp() override {
+    ListDbTest::SetUp();
+    auto r = mailer({"lists", "create", "news"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  nlohmann::json import(const std::string& file, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"import", "--list", "news", file};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return mailer_json(args);
+  }
+};
+
+TEST_F(ImportTest, CountsEveryOutcomeInTheDocumentedJsonShape) {
+  ASSERT_EQ(mailer({"suppress", "add", "gone@example.com", "--reason", "unsubscribe"}).exit_code,
+            0);
+  auto file = write("in.csv",
+                    "email,first_name\n"
+                    "ann@example.com,Ann\n"
+                    "bob@example.org,Bob\n"
+                    "ANN@Example.com,Ann again\n"  // duplicate within the file
+                    "not-an-address,X\n"           // syntax
+                    "postmaster@example.com,P\n"   // role
+                    "x@mailinator.com,D\n"         // disposable
+                    "y@gmial.com,T\n"              // typo
+                    "gone@example.com,G\n"         // suppressed
+                    "too,many,fields\n");          // malformed
+  auto j = import(file);
+  EXPECT_EQ(j["rows"], 9);
+  EXPECT_EQ(j["imported"], 2);
+  EXPECT_EQ(j["updated"], 0);
+  EXPECT_EQ(j["duplicates"], 1);
+  EXPECT_EQ(j["suppressed"], 1);
+  EXPECT_EQ(j["rejected"]["syntax"], 1);
+  EXPECT_EQ(j["rejected"]["role"], 1);
+  EXPECT_EQ(j["rejected"]["disposable"], 1);
+  EXPECT_EQ(j["rejected"]["typo"], 1);
+  EXPECT_EQ(j["rejected"]["no_mx"], 0);
+  EXPECT_EQ(j["rejected"]["malformed"], 1);
+  EXPECT_EQ(members("news"), 2);
+  // The first row of a repeated address wins; the domain row has a provider.
+  EXPECT_EQ(query("SELECT attributes->>'first_name' FROM recipients WHERE email_key = "
+                  "'ann@example.com'")[0][0]
+                .as<std::string>(),
+            "Ann");
+  EXPECT_EQ(count("SELECT count(*) FROM domains WHERE domain = 'example.org' AND provider = "
+                  "'other:example.org'"),
+            1);
+}
+
+TEST_F(ImportTest, ReimportingTheSameFileChangesNothing) {
+  auto file = write("in.csv", "email,name\na@example.com,A\nb@example.com,B\nc@example.com,C\n");
+  auto first = import(file);
+  EXPECT_EQ(first["imported"], 3);
+  auto before =
+      query("SELECT id, email, attributes::text, updated_at::text FROM recipients ORDER BY id");
+  auto again = import(file);
+  EXPECT_EQ(again["rows"], 3);
+  EXPECT_EQ(again["imported"], 0);
+  EXPECT_EQ(again["updated"], 0);
+  EXPECT_EQ(again["duplicates"], 3);
+  auto after =
+      query("SELECT id, email, attributes::text, updated_at::text FROM recipients ORDER BY id");
+  ASSERT_EQ(before.size(), after.size());
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    for (int c = 0; c < 4; ++c) EXPECT_EQ(before[i][c].c_str(), std::string(after[i][c].c_str()));
+  }
+  EXPECT_EQ(members("news"), 3);
+}
+
+TEST_F(ImportTest, NewerImportUpdatesAttributesAndKeepsOthers) {
+  import(write("v1.csv", "email,name,city\na@example.com,Ann,Paris\nb@example.com,Bob,Rome\n"));
+  auto j =
+      import(write("v2.csv", "email,name,plan\na@example.com,Anne,gold\nb@example.com,Bob,\n"));
+  EXPECT_EQ(j["updated"], 1);
+  EXPECT_EQ(j["duplicates"], 1) << "an empty value never blanks stored data";
+  auto attrs = nlohmann::json::parse(
+      query("SELECT attributes::text FROM recipients WHERE email_key = 'a@example.com'")[0][0]
+          .as<std::string>());
+  EXPECT_EQ(attrs, (nlohmann::json{{"name", "Anne"}, {"city", "Paris"}, {"plan", "gold"}}));
+}
+
+TEST_F(ImportTest, AddressAlreadyInAnotherListJoinsThisOne) {
+  ASSERT_EQ(mailer({"lists", "create", "other"}).exit_code, 0);
+  mailer_json({"import", "--list", "other", write("o.csv", "email\na@example.com\n")});
+  auto j = import(write("n.csv", "email\nA@EXAMPLE.com\n"));
+  EXPECT_EQ(j["imported"], 1);
+  EXPECT_EQ(count("SELECT count(*) FROM recipients"), 1);
+  EXPECT_EQ(members("news"), 1);
+  EXPECT_EQ(members("other"), 1);
+}
+
+TEST_F(ImportTest, SuppressionWinsOverAnyLaterImport) {
+  auto file = write("in.csv", "email\nkeep@example.com\nStop@Example.com\n");
+  ASSERT_EQ(mailer({"suppress", "add", "stop@example.com", "--reason", "complaint"}).exit_code, 0);
+  auto j = import(file, {"--rejects", path("rejects.csv")});
+  EXPECT_EQ(j["imported"], 1);
+  EXPECT_EQ(j["suppressed"], 1);
+  EXPECT_EQ(count("SELECT count(*) FROM list_members m JOIN recipients r ON r.id = m.recipient_id "
+                  "WHERE r.email_key = 'stop@example.com'"),
+            0);
+  EXPECT_NE(
+      read_file(path("rejects.csv")).find("3,suppressed,suppressed: complaint,Stop@example.com"),
+      std::string::npos)
+      << read_file(path("rejects.csv"));
+}
+
+TEST_F(ImportTest, BadRowsOfEveryKindAreRejectedWithLineAndReason) {
+  std::string text =
+      "email,name\n"                           // 1
+      "ok1@example.com,One\n"                  // 2
+      "a@example.com,Two,extra\n"              // 3 wrong field count
+      "b@example.com,\"bad \xC3\x28 utf8\"\n"  // 4 invalid UTF-8
+      "c@example.com,nul@here\n"               // 5 NUL byte (patched below)
+      "d@example.com," +
+      std::string(70000, 'z') +
+      "\n"                      // 6 over-long field
+      "e@example.com,ab\"cd\n"  // 7 stray quote
+      "ok2@example.com,Two\n";  // 8
+  text[text.find("nul@here") + 3] = '\0';
+  auto file = write("bad.csv", text);
+  auto j = import(file, {"--rejects", path("rejects.csv")});
+  EXPECT_EQ(j["rows"], 7);
+  EXPECT_EQ(j["imported"], 2);
+  EXPECT_EQ(j["rejected"]["malformed"], 5);
+  std::string rejects = read_file(path("rejects.csv"));
+  EXPECT_EQ(rejects,
+            "line,reason,detail,email\n"
+            "3,malformed,\"expected 2 fields, found 3\",a@example.com\n"
+            "4,malformed,invalid UTF-8 in field 2,\n"
+            "5,malformed,NUL byte in field 2,\n"
+            "6,malformed,field 2 longer than 65536 bytes,\n"
+            "7,malformed,quote inside unquoted field 2,\n");
+}
+
+TEST_F(ImportTest, RejectsFileCarriesReasonDetailAndOriginalEmail) {
+  auto file = write("in.csv", "email\nsomeone@gmial.com\nbad@@x\nx@example.com\nX@example.com\n");
+  import(file, {"--rejects", path("r.csv")});
+  EXPECT_EQ(read_file(path("r.csv")),
+            "line,reason,detail,email\n"
+            "2,typo,did you mean someone@gmail.com?,someone@gmial.com\n"
+            "3,syntax,more than one @,bad@@x\n"
+            "5,duplicate,repeated in file,X@example.com\n");
+}
+
+TEST_F(ImportTest, NameFieldWithLineBreaksAndHeaderLikeTextIsStoredAsData) {
+  std::string evil = "Mallory\r\nemail,name\r\nevil@example.com,Injected\n\"quoted\"";
+  std::string quoted = "\"Mallory\r\nemail,name\r\nevil@example.com,Injected\n\"\"quoted\"\"\"";
+  auto file =
+      write("evil.csv", "email,name\r\nm@example.com," + quoted + "\r\nn@example.com,N\r\n");
+  auto j = import(file);
+  EXPECT_EQ(j["rows"], 2);
+  EXPECT_EQ(j["imported"], 2);
+  EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE email_key = 'evil@example.com'"), 0);
+  EXPECT_EQ(
+      query("SELECT attributes->>'name' FROM recipients WHERE email_key = 'm@example.com'")[0][0]
+          .as<std::string>(),
+      evil);
+}
+
+TEST_F(ImportTest, ReadsBomCrlfAndAnotherDelimiter) {
+  auto file = write("semi.csv",
+                    "\xEF\xBB\xBF"
+                    "Name;EMAIL\r\n\"Doe; J\";j@example.com\r\n");
+  auto j = import(file, {"--delimiter", ";"});
+  EXPECT_EQ(j["imported"], 1);
+  EXPECT_EQ(query("SELECT attributes->>'Name' FROM recipients")[0][0].as<std::string>(), "Doe; J");
+}
+
+TEST_F(ImportTest, FileLevelProblemsExitTwoNamingTheFileAndChangeNothing) {
+  std::string no_email = write("noemail.csv", "name,phone\nA,1\n");
+  std::string binary = write("data.xlsx", std::string("PK\x03\x04\x14\0\x06\0binary\xff\xfe", 16));
+  std::string empty = write("empty.csv", "");
+  std::string good = write("good.csv", "email\na@example.com\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  } cases[] = {
+      {{"import", "--list", "news", no_email}, no_email + ": line 1: no \"email\" column"},
+      {{"import", "--list", "news", binary}, binary + ": not a CSV text file"},
+      {{"import", "--list", "news", empty}, empty + ": empty file"},
+      {{"import", "--list", "news", path("missing.csv")}, path("missing.csv") + ": cannot read"},
+      {{"import", "--list", "news", dir_}, dir_ + ": not a regular file"},
+      {{"import", "--list", "nope", good}, "list \"nope\" does not exist"},
+      {{"import", "--list", "news", good, "--rejects", "/nonexistent/dir/r.csv"},
+       "/nonexistent/dir/r.csv: cannot write rejects file"},
+      {{"import", "--list", "news", good, "--delimiter", "ab"}, "--delimiter"},
+  };
+  for (const auto& c : cases) {
+    auto r = mailer(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args[3];
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM recipients"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM imports"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM domains"), 0);
+}
+
+TEST_F(ImportTest, InterruptedImportResumesWhereItStopped) {
+  std::string text = "email,n\n";
+  for (int i = 0; i < 10; ++i)
+    text += "u" + std::to_string(i) + "@example.com," + std::to_string(i) + "\n";
+  text += "u3@example.com,again\n";
+  auto file = write("big.csv", text);
+  db::Database database(db::DatabaseOptions{db_->url()});
+  HygieneRules rules(builtin_hygiene_sources());
+  throttle::ProviderClassifier classifier;
+  ImportOptions o;
+  o.list_name = "news";
+  o.file = file;
+  o.chunk_rows = 4;
+  struct Crash {};
+  {
+    ListImporter importer(database, rules, classifier, o);
+    int chunks = 0;
+    // The progress callback runs after each committed chunk: fail after two.
+    EXPECT_THROW(importer.run([&](const ImportProgress& p) {
+      if (p.rows % 4 == 0 && p.rows > 0 && ++chunks == 2) throw Crash{};
+    }),
+                 Crash);
+  }
+  EXPECT_EQ(members("news"), 8) << "two whole chunks committed, nothing of the third";
+  database.disconnect();  // releases the session lock, as a crashed process would
+  auto j = mailer_json({"import", "--list", "news", file});
+  EXPECT_EQ(j["rows"], 11);
+  EXPECT_EQ(j["imported"], 10);
+  EXPECT_EQ(j["duplicates"], 1) << "a repeat of a row committed before the crash";
+  EXPECT_EQ(members("news"), 10);
+  EXPECT_EQ(count("SELECT count(*) FROM imports WHERE status = 'finished'"), 1);
+}
+
+}  // namespace
+}  // namespace mailer::lists

@@ -116,6 +116,30 @@ void read_http(ConfigReader r, HttpSettings& h) {
   r.reject_unknown();
 }
 
+// An integer key of [worker] within [lo, hi].
+int worker_integer(ConfigReader& r, std::string_view key, int fallback, long long lo,
+                   long long hi) {
+  const long long v = r.get_integer(key, fallback);
+  if (v < lo || v > hi) r.fail(key, fmt::format("must be between {} and {}, got {}", lo, hi, v));
+  return static_cast<int>(v);
+}
+
+void read_worker(ConfigReader r, WorkerSettings& w) {
+  w.lease = r.get_duration("lease", w.lease);
+  w.claim_batch = worker_integer(r, "claim_batch", w.claim_batch, 1, 100000);
+  w.max_leased = worker_integer(r, "max_leased", w.max_leased, 1, 10000000);
+  w.flush_interval = r.get_duration("flush_interval", w.flush_interval);
+  w.flush_batch = worker_integer(r, "flush_batch", w.flush_batch, 1, 100000);
+  w.tick = r.get_duration("tick", w.tick);
+  w.past_due_warning = r.get_duration("past_due_warning", w.past_due_warning);
+  if (w.lease < std::chrono::seconds(1)) r.fail("lease", "must be at least 1s");
+  if (w.max_leased < w.claim_batch) r.fail("max_leased", "must be at least claim_batch");
+  if (w.flush_interval <= Duration::zero()) r.fail("flush_interval", "must be positive");
+  if (w.flush_interval * 2 > w.lease) r.fail("flush_interval", "must be at most half the lease");
+  if (w.tick <= Duration::zero()) r.fail("tick", "must be positive");
+  r.reject_unknown();
+}
+
 }  // namespace
 
 Config parse_config(const std::string& text, const std::string& file) {
@@ -137,6 +161,7 @@ Config parse_config(const std::string& text, const std::string& file) {
   read_unsubscribe(r.table("unsubscribe"), c.unsubscribe);
   read_import(r.table("import"), c.imports);
   read_http(r.table("http"), c.http);
+  read_worker(r.table("worker"), c.worker);
   r.reject_unknown();
   return c;
 }

@@ -86,6 +86,27 @@ struct HttpSettings {
   std::string listen = "127.0.0.1:8080";
 };
 
+// [worker]: how `mailer run` uses the delivery queue and runs the scheduler.
+struct WorkerSettings {
+  // How long a claimed delivery stays leased to a worker; renewed while the
+  // worker lives, so this is how soon a dead worker's deliveries return.
+  Duration lease = std::chrono::minutes(5);
+  // Deliveries per claim statement (one provider at a time).
+  int claim_batch = 500;
+  // Most deliveries one worker holds at once (claimed, in flight or awaiting
+  // the outcome flush): bounds what a crash can send twice.
+  int max_leased = 5000;
+  // Outcomes are written at least this often...
+  Duration flush_interval = std::chrono::milliseconds(200);
+  // ...or as soon as this many are waiting.
+  int flush_batch = 1000;
+  // Scheduler tick: due campaigns, windows, expired leases, completion.
+  Duration tick = std::chrono::seconds(1);
+  // A scheduled campaign found due later than this after its --at still
+  // starts, with a warning naming it (see `mailer campaign create --help`).
+  Duration past_due_warning = std::chrono::hours(1);
+};
+
 struct Config {
   // Where the configuration came from: a path, or "(built-in defaults)".
   std::string source = "(built-in defaults)";
@@ -98,6 +119,7 @@ struct Config {
   UnsubscribeSettings unsubscribe;
   ImportSettings imports;
   HttpSettings http;
+  WorkerSettings worker;
 };
 
 // Parses TOML text; `file` names it in errors. Throws UsageError naming the

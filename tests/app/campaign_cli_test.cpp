@@ -1,0 +1,175 @@
+// The campaign, run and status commands end to end through the binary:
+// validation at creation (exit 2 naming the field), the JSON shapes of
+// CLI.md, --until-idle, retries, and the SIGTERM drain.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/app/queue_seed.h"
+#include "tests/app/queue_worker_process.h"
+#include "tests/support/pg_fixture.h"
+#include "tests/support/process.h"
+
+namespace mailer::app {
+namespace {
+
+using mailer::testing::query_int;
+using mailer::testing::run_mailer;
+using mailer::testing::seed_list;
+using mailer::testing::write_file;
+
+class CampaignCliTest : public ::testing::Test {
+ protected:
+  CampaignCliTest() : dir_(mailer::testing::make_temp_dir("campaign-cli")) {
+    write_file(dir_ + "/mailer.toml",
+               "[worker]\ntick = \"100ms\"\nlease = \"5s\"\nflush_interval = \"50ms\"\n"
+               "claim_batch = 50\nmax_leased = 200\n");
+    write_file(dir_ + "/body.txt", "Hello {{first_name}}, news for {{email}}.\n");
+    write_file(dir_ + "/typo.txt", "Hello {{frist_name}}\n");
+  }
+
+  mailer::testing::ProcessResult mailer(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--config", dir_ + "/mailer.toml"});
+    return run_mailer(args, {{"MAILER_DATABASE_URL", t_.url()}});
+  }
+
+  std::int64_t create(const std::string& list, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"campaign",  "create",
+                                     "--name",    "Spring",
+                                     "--list",    list,
+                                     "--from",    "News <news@example.com>",
+                                     "--subject", "Hi {{first_name}}",
+                                     "--text",    dir_ + "/body.txt",
+                                     "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = mailer(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out).at("id").get<std::int64_t>();
+  }
+
+  mailer::testing::TestDatabase t_{"campaign_cli"};
+  std::string dir_;
+};
+
+TEST_F(CampaignCliTest, CreationRejectsBadInputNamingTheField) {
+  seed_list(t_.url(), "news", 4);
+  const std::vector<std::string> base = {"campaign", "create", "--name",    "x",
+                                         "--list",   "news",   "--subject", "Hi"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return mailer(args);
+  };
+  auto r = with({"--from", "news@example.com", "--text", dir_ + "/typo.txt"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--text " + dir_ + "/typo.txt: unknown merge field(s) \"frist_name\""),
+            std::string::npos)
+      << r.err;
+  r = with({"--from", "news@example.com", "--html", dir_ + "/missing.html"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--html " + dir_ + "/missing.html: cannot read"), std::string::npos)
+      << r.err;
+  r = with({"--from", "News <not an address>", "--text", dir_ + "/body.txt"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--from:"), std::string::npos) << r.err;
+  r = with({"--from", "news@example.com", "--text", dir_ + "/body.txt", "--list", "nope"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = with({"--from", "news@example.com", "--text", dir_ + "/body.txt", "--at", "2026-03-08T02:30",
+            "--tz", "America/New_York"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--at:"), std::string::npos) << r.err;
+  r = with({"--from", "news@example.com", "--text", dir_ + "/body.txt", "--window", "9-5"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--window:"), std::string::npos) << r.err;
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM campaigns"), 0);
+}
+
+TEST_F(CampaignCliTest, RunUntilIdleSendsEveryoneOnceAndShowReportsIt) {
+  seed_list(t_.url(), "news", 120);
+  const auto id = create("news");
+  auto show = mailer({"campaign", "show", std::to_string(id), "--json"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_EQ(nlohmann::json::parse(show.out).at("status"), "draft");
+  ASSERT_EQ(mailer({"campaign", "start", std::to_string(id)}).exit_code, 0);
+  auto impossible = mailer({"campaign", "resume", std::to_string(id)});
+  EXPECT_EQ(impossible.exit_code, 2);
+  EXPECT_NE(impossible.err.find("is running: cannot resume it"), std::string::npos);
+
+  const std::string record = dir_ + "/sent.log";
+  auto run =
+      mailer({"run", "--worker-id", "w1", "--until-idle", "--transport", "record:" + record});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("mailer run: idle: nothing left to send: 1 finished"), std::string::npos)
+      << run.err;
+  const auto sends = mailer::testing::recorded_sends({record});
+  EXPECT_EQ(sends.size(), 120u);
+  for (const auto& [delivery, n] : sends) EXPECT_EQ(n, 1) << delivery;
+
+  show = mailer({"campaign", "show", std::to_string(id), "--json"});
+  const auto j = nlohmann::json::parse(show.out);
+  EXPECT_EQ(j.at("id"), id);
+  EXPECT_EQ(j.at("name"), "Spring");
+  EXPECT_EQ(j.at("status"), "finished");
+  for (const char* s : {"queued", "sending", "sent", "deferred", "bounced", "failed", "skipped"}) {
+    EXPECT_TRUE(j.at("counts").contains(s)) << s;
+  }
+  EXPECT_EQ(j.at("counts").at("sent"), 120);
+  for (const char* p : {"gmail", "outlook", "yahoo", "other:example.org"}) {
+    ASSERT_TRUE(j.at("providers").contains(p)) << p;
+    EXPECT_TRUE(j.at("providers").at(p).at("rate").is_number());
+    EXPECT_EQ(j.at("providers").at(p).at("state"), "normal");
+  }
+  auto status = mailer({"status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  const auto st = nlohmann::json::parse(status.out);
+  EXPECT_EQ(st.at("campaigns").at(0).at("counts").at("sent"), 120);
+  EXPECT_TRUE(st.at("providers").is_object());
+}
+
+TEST_F(CampaignCliTest, UntilIdleWaitsForPendingRetries) {
+  seed_list(t_.url(), "news", 20);
+  const auto id = create("news");
+  ASSERT_EQ(mailer({"campaign", "start", std::to_string(id)}).exit_code, 0);
+  auto run = mailer({"run", "--until-idle", "--transport", "null,defer-first=1s"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("waiting for deferred deliveries"), std::string::npos) << run.err;
+  EXPECT_EQ(query_int(t_.url(),
+                      "SELECT count(*) FROM deliveries WHERE state = 'sent' AND "
+                      "attempts = 2 AND first_attempt_at < sent_at"),
+            20);
+}
+
+TEST_F(CampaignCliTest, UntilIdleDoesNotWaitForAScheduledStartOrAWindow) {
+  seed_list(t_.url(), "news", 4);
+  create("news", {"--at", "2099-01-01T00:00:00Z"});
+  auto run = mailer({"run", "--until-idle", "--transport", "null"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("campaign 1 is scheduled for 2099-01-01T00:00:00Z"), std::string::npos)
+      << run.err;
+}
+
+TEST_F(CampaignCliTest, SigtermDrainsFlushesAndReleasesLeases) {
+  seed_list(t_.url(), "news", 4000);
+  const auto id = create("news");
+  ASSERT_EQ(mailer({"campaign", "start", std::to_string(id)}).exit_code, 0);
+  const std::string record = dir_ + "/drain.log";
+  mailer::testing::WorkerProcess w({"--config", dir_ + "/mailer.toml", "run", "--worker-id",
+                                    "drainer", "--transport", "record:" + record + ",delay=20ms"},
+                                   {{"MAILER_DATABASE_URL", t_.url()}}, dir_ + "/drain.out",
+                                   dir_ + "/drain.err");
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  w.signal(SIGTERM);
+  EXPECT_EQ(w.wait(std::chrono::seconds(20)), 0) << w.err();
+  EXPECT_NE(w.err().find("stopped: drained"), std::string::npos) << w.err();
+  // Nothing left leased; everything recorded as sent is sent in the database.
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sending'"), 0);
+  const auto sends = mailer::testing::recorded_sends({record});
+  EXPECT_GT(sends.size(), 0u);
+  EXPECT_LT(sends.size(), 4000u);
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sent'"),
+            static_cast<std::int64_t>(sends.size()));
+}
+
+}  // namespace
+}  // namespace mailer::app

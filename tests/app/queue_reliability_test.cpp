@@ -1,0 +1,197 @@
+// Reliability of the queue with real worker processes on the real server:
+// two workers never send a recipient twice nor miss one; kill -9 at random
+// moments repeats at most the in-flight window; a PostgreSQL restart mid-run
+// is one log line, a reconnection, and nothing lost.
+// MAILER_TEST_LONG=1 runs 20 kill trials instead of 3.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <random>
+
+#include "app/db/database.h"
+#include "app/db/migrator.h"
+#include "tests/app/queue_seed.h"
+#include "tests/app/queue_worker_process.h"
+#include "tests/support/pg_fixture.h"
+#include "tests/support/process.h"
+
+namespace mailer::app {
+namespace {
+
+using mailer::testing::exec_sql;
+using mailer::testing::query_int;
+using mailer::testing::recorded_sends;
+using mailer::testing::run_mailer;
+using mailer::testing::seed_campaign;
+using mailer::testing::seed_list;
+using mailer::testing::WorkerProcess;
+
+// max_leased of the test configuration: the most one worker can hold, so the
+// most a kill -9 can make it send twice.
+constexpr int kMaxLeased = 200;
+
+std::string write_config(const std::string& dir, const std::string& lease = "2s") {
+  const std::string path = dir + "/mailer.toml";
+  mailer::testing::write_file(
+      path, fmt::format("[worker]\ntick = \"100ms\"\nlease = \"{}\"\nflush_interval = \"50ms\"\n"
+                        "claim_batch = 50\nmax_leased = {}\n[database]\nreconnect_max = \"1s\"\n",
+                        lease, kMaxLeased));
+  return path;
+}
+
+// A running campaign with `n` recipients; the audience is frozen by the worker.
+std::int64_t scheduled_now(const std::string& url, const std::string& list_name, int n) {
+  const auto list = seed_list(url, list_name, n);
+  const auto id = seed_campaign(url, list, "scheduled");
+  exec_sql(url, fmt::format("UPDATE campaigns SET scheduled_at = now() WHERE id = {}", id));
+  return id;
+}
+
+TEST(QueueReliability, TwoWorkersSendEveryRecipientExactlyOnce) {
+  mailer::testing::TestDatabase t("two_workers");
+  const std::string dir = mailer::testing::make_temp_dir("two-workers");
+  const std::string config = write_config(dir);
+  const auto id = scheduled_now(t.url(), "news", 6000);
+  const std::map<std::string, std::string> env = {{"MAILER_DATABASE_URL", t.url()}};
+  WorkerProcess a({"--config", config, "run", "--worker-id", "a", "--until-idle", "--transport",
+                   "record:" + dir + "/a.log,delay=2ms"},
+                  env, dir + "/a.out", dir + "/a.err");
+  WorkerProcess b({"--config", config, "run", "--worker-id", "b", "--until-idle", "--transport",
+                   "record:" + dir + "/b.log,delay=2ms"},
+                  env, dir + "/b.out", dir + "/b.err");
+  ASSERT_EQ(a.wait(std::chrono::seconds(60)), 0) << a.err();
+  ASSERT_EQ(b.wait(std::chrono::seconds(60)), 0) << b.err();
+  const auto only_a = recorded_sends({dir + "/a.log"});
+  const auto only_b = recorded_sends({dir + "/b.log"});
+  const auto both = recorded_sends({dir + "/a.log", dir + "/b.log"});
+  EXPECT_EQ(both.size(), 6000u);
+  int twice = 0;
+  for (const auto& [delivery, n] : both) twice += n > 1;
+  EXPECT_EQ(twice, 0);
+  EXPECT_GT(only_a.size(), 0u);
+  EXPECT_GT(only_b.size(), 0u);
+  std::cout << "[ two workers ] a sent " << only_a.size() << ", b sent " << only_b.size()
+            << ", repeated " << twice << "\n";
+  EXPECT_EQ(query_int(t.url(), fmt::format("SELECT count(*) FROM deliveries WHERE campaign_id = "
+                                           "{} AND state = 'sent' AND attempts = 1",
+                                           id)),
+            6000);
+  EXPECT_EQ(query_int(t.url(), fmt::format("SELECT count(*) FROM campaigns WHERE id = {} AND "
+                                           "status = 'finished'",
+                                           id)),
+            1);
+}
+
+TEST(QueueReliability, KillNineRepeatsAtMostTheInFlightWindow) {
+  const char* long_mode = std::getenv("MAILER_TEST_LONG");
+  const int trials = long_mode && std::string(long_mode) == "1" ? 20 : 3;
+  mailer::testing::TestDatabase t("kill9");
+  const std::string dir = mailer::testing::make_temp_dir("kill9");
+  const std::string config = write_config(dir);
+  const std::map<std::string, std::string> env = {{"MAILER_DATABASE_URL", t.url()}};
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> moment_ms(100, 900);
+  int total_repeated = 0;
+  for (int trial = 0; trial < trials; ++trial) {
+    const int n = 3000;
+    const auto id = scheduled_now(t.url(), "list" + std::to_string(trial), n);
+    const std::string record = fmt::format("{}/trial{}.log", dir, trial);
+    const std::string worker = fmt::format("k{}", trial);
+    {
+      WorkerProcess victim({"--config", config, "run", "--worker-id", worker, "--campaign",
+                            std::to_string(id), "--transport", "record:" + record + ",delay=5ms"},
+                           env, dir + "/victim.out", dir + "/victim.err");
+      std::this_thread::sleep_for(std::chrono::milliseconds(moment_ms(rng)));
+      victim.signal(SIGKILL);
+      victim.wait(std::chrono::seconds(10));
+    }
+    // Odd trials restart under another name: the dead worker's leases must
+    // expire; even trials restart under the same name: it takes them back.
+    const std::string restarted = trial % 2 ? worker + "-new" : worker;
+    auto r = run_mailer({"--config", config, "run", "--worker-id", restarted, "--until-idle",
+                         "--campaign", std::to_string(id), "--transport", "record:" + record},
+                        env, "", std::chrono::seconds(60));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto sends = recorded_sends({record});
+    int repeated = 0;
+    for (const auto& [delivery, count] : sends) repeated += count - 1;
+    ASSERT_EQ(sends.size(), static_cast<std::size_t>(n)) << "trial " << trial << " missed some";
+    EXPECT_LE(repeated, kMaxLeased) << "trial " << trial;
+    EXPECT_EQ(query_int(t.url(), fmt::format("SELECT count(*) FROM deliveries WHERE campaign_id = "
+                                             "{} AND state = 'sent'",
+                                             id)),
+              n);
+    total_repeated += repeated;
+    std::cout << "[ kill -9 ] trial " << trial << ": " << sends.size() << " recipients, "
+              << repeated << " repeated (in flight at the kill), restart as "
+              << (trial % 2 ? "a new worker" : "the same worker") << "\n";
+  }
+  std::cout << "[ kill -9 ] " << trials << " trials, " << total_repeated
+            << " repeated sends in total\n";
+}
+
+// A throwaway cluster of deploy/pg-local.sh, so that restarting it disturbs
+// no other suite.
+class ThrowawayCluster {
+ public:
+  ThrowawayCluster() : dir_(mailer::testing::make_temp_dir("pg-restart")) {
+    auto r = control("start");
+    if (r.exit_code != 0) throw std::runtime_error("pg-local start failed: " + r.err);
+    url_ = r.out.substr(0, r.out.find('\n'));
+  }
+  ~ThrowawayCluster() { control("destroy"); }
+  mailer::testing::ProcessResult control(const std::string& verb) {
+    return mailer::testing::run_process(
+        {"/bin/bash", std::string(MAILER_SOURCE_DIR) + "/deploy/pg-local.sh", verb},
+        {{"MAILER_PG_DIR", dir_}}, "", std::chrono::seconds(120));
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string dir_;
+  std::string url_;
+};
+
+TEST(QueueReliability, ServerRestartMidRunIsOneLogLineAndLosesNothing) {
+  ThrowawayCluster pg;
+  {
+    db::Database db(db::DatabaseOptions{pg.url()});
+    db::Migrator(db).apply();
+  }
+  const std::string dir = mailer::testing::make_temp_dir("pg-restart-worker");
+  const std::string config = write_config(dir);
+  const int n = 8000;
+  const auto id = scheduled_now(pg.url(), "news", n);
+  const std::string record = dir + "/sent.log";
+  WorkerProcess w({"--config", config, "run", "--worker-id", "survivor", "--until-idle",
+                   "--transport", "record:" + record + ",delay=10ms"},
+                  {{"MAILER_DATABASE_URL", pg.url()}}, dir + "/w.out", dir + "/w.err");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_EQ(pg.control("stop").exit_code, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_EQ(pg.control("start").exit_code, 0);
+  ASSERT_EQ(w.wait(std::chrono::seconds(90)), 0) << w.err();
+  const std::string err = w.err();
+  std::size_t lines = 0;
+  for (std::size_t at = 0; (at = err.find("reconnecting with backoff", at)) != std::string::npos;
+       ++at) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << err;
+  EXPECT_NE(err.find("database connection restored"), std::string::npos) << err;
+  const auto sends = recorded_sends({record});
+  EXPECT_EQ(sends.size(), static_cast<std::size_t>(n));
+  int repeated = 0;
+  for (const auto& [delivery, count] : sends) repeated += count - 1;
+  EXPECT_EQ(repeated, 0);
+  std::cout << "[ pg restart ] " << sends.size() << " recipients sent, " << repeated
+            << " repeated\n";
+  EXPECT_EQ(query_int(pg.url(), fmt::format("SELECT count(*) FROM deliveries WHERE campaign_id = "
+                                            "{} AND state = 'sent'",
+                                            id)),
+            n);
+}
+
+}  // namespace
+}  // namespace mailer::app

@@ -61,6 +61,22 @@ void AppendPart(std::string& out, std::string_view type, const std::string& cont
 
 }  // namespace
 
+std::vector<UnknownField> CheckCampaignTemplates(const CampaignContent& campaign,
+                                                 const std::set<std::string, std::less<>>& known) {
+  std::vector<UnknownField> all =
+      CompiledTemplate::Compile(campaign.subject, "subject", TemplateEscaping::kNone)
+          .UnknownFields(known);
+  auto add = [&](const std::optional<std::string>& source, std::string_view name) {
+    if (!source) return;
+    auto more =
+        CompiledTemplate::Compile(*source, name, TemplateEscaping::kNone).UnknownFields(known);
+    all.insert(all.end(), more.begin(), more.end());
+  };
+  add(campaign.text, "text");
+  add(campaign.html, "html");
+  return all;
+}
+
 std::string FormatRfc5322Date(std::chrono::system_clock::time_point when) {
   static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",

@@ -112,6 +112,13 @@ class MessageComposer {
   std::optional<CompiledTemplate> html_;
 };
 
+// Compiles the campaign's subject, text and HTML templates and lists every
+// unknown merge field, for campaign creation (no settings or secrets needed).
+// Throws TemplateSyntaxError for a malformed template; an empty result means
+// the campaign's templates are acceptable for a list with attributes `known`.
+std::vector<UnknownField> CheckCampaignTemplates(const CampaignContent& campaign,
+                                                 const std::set<std::string, std::less<>>& known);
+
 // RFC 5322 date-time in UTC, e.g. "Tue, 01 Jul 2025 09:30:00 +0000".
 std::string FormatRfc5322Date(std::chrono::system_clock::time_point when);
 

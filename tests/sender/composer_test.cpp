@@ -300,6 +300,18 @@ TEST(ComposerTest, ListsUnknownMergeFieldsAcrossAllTemplates) {
   EXPECT_THAT(unknown[1].message, HasSubstr("html"));
 }
 
+TEST(ComposerTest, CampaignCreationCheckNeedsNoSettings) {
+  CampaignContent c = Campaign();
+  EXPECT_TRUE(CheckCampaignTemplates(c, {"first_name", "city"}).empty());
+  c.text = "{{first_name}} {{coupon}}";
+  const auto unknown = CheckCampaignTemplates(c, {"first_name", "city"});
+  ASSERT_EQ(unknown.size(), 1u);
+  EXPECT_EQ(unknown[0].name, "coupon");
+  EXPECT_EQ(unknown[0].position, 15u);
+  c.html = "<p>{{city</p>";
+  EXPECT_THROW(CheckCampaignTemplates(c, {}), TemplateSyntaxError);
+}
+
 TEST(ComposerTest, RefusesCampaignsWithoutBodyOrWithBadSettings) {
   CampaignContent no_body = Campaign();
   no_body.text.reset();

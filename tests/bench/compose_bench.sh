@@ -18,5 +18,5 @@ c++ -std=c++20 -O2 -I"$root" "$root/tests/bench/compose_bench.cpp" \
 
 echo "== mailer compose + DKIM (messages/s, one thread)"
 "$out/compose_bench" "$seconds"
-echo "== openssl speed (signatures/s, one thread)"
+echo "== openssl speed (signatures per CPU second, one thread)"
 openssl speed -seconds "$seconds" rsa2048 ed25519 2>/dev/null | grep -E '^rsa 2048|Ed25519'

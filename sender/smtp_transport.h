@@ -47,7 +47,10 @@ struct StageTimeouts {
   // TCP connect, greeting, EHLO, STARTTLS and AUTH of a new connection.
   std::chrono::milliseconds connect{std::chrono::seconds(30)};
   // Wait for any one reply (MAIL, RCPT, DATA, end of data). libcurl counts
-  // this in whole seconds, so it is rounded up.
+  // this in whole seconds, so it is rounded up; a silent server is noticed
+  // within about a second after it. Note: libcurl waits for the reply to the
+  // final "." synchronously (curl issue #8555), so while one end-of-data
+  // reply is slow, the whole io_context waits with it, up to this limit.
   std::chrono::milliseconds reply{std::chrono::seconds(60)};
   // The whole transaction, connection set-up included.
   std::chrono::milliseconds total{std::chrono::minutes(5)};
@@ -137,13 +140,13 @@ class SmtpTransport {
 
   // Starts (or queues) the transaction; `done` is called exactly once, later,
   // from the io_context, also when the request is malformed (kConnectionFailed
-  // with the problem in `error`). Requests queued at destruction are dropped
-  // without a call.
+  // with the problem in `error`). Requests still queued or in flight when the
+  // transport is destroyed are dropped without a call.
   void submit(SendRequest request, SendCallback done);
 
   // Sets how many connections (and so transactions in flight) `route` may
-  // use; at least 1. Lowering it lets running transactions finish and closes
-  // idle connections above the limit.
+  // use; at least 1. Lowering it lets running transactions finish; curl closes
+  // the idle connections above the limit as later transactions end.
   void set_connection_limit(const std::string& route, std::size_t limit);
 
   RouteCounters counters(const std::string& route) const;

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <random>
 
 #include "app/db/database.h"
@@ -136,6 +137,9 @@ TEST(QueueReliability, KillNineRepeatsAtMostTheInFlightWindow) {
 class ThrowawayCluster {
  public:
   ThrowawayCluster() : dir_(mailer::testing::make_temp_dir("pg-restart")) {
+    // As root the cluster runs as an unprivileged user that must reach its
+    // socket folder inside this one.
+    std::filesystem::permissions(dir_, std::filesystem::perms(0755));
     auto r = control("start");
     if (r.exit_code != 0) throw std::runtime_error("pg-local start failed: " + r.err);
     url_ = r.out.substr(0, r.out.find('\n'));

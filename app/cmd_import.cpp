@@ -82,12 +82,18 @@ class ProgressReporter {
 
   void operator()(const lists::ImportProgress& p) {
     auto now = Clock::now();
+    if (!base_) {
+      // Rates count from the first report: a resumed import starts mid-file.
+      base_ = std::make_pair(p.rows, p.bytes);
+      start_ = now;
+      return;
+    }
     if (now - last_ < (tty_ ? kTerminalRefresh : kLogEvery)) return;
     last_ = now;
     double secs = std::chrono::duration<double>(now - start_).count();
-    double rate = secs > 0 ? static_cast<double>(p.rows - first_rows(p)) / secs : 0;
+    double rate = secs > 0 ? static_cast<double>(p.rows - base_->first) / secs : 0;
     double fraction = p.total_bytes > 0 ? static_cast<double>(p.bytes) / p.total_bytes : 1;
-    double done = static_cast<double>(p.bytes - first_bytes(p));
+    double done = static_cast<double>(p.bytes - base_->second);
     double eta = done > 0 ? secs * (static_cast<double>(p.total_bytes - p.bytes) / done) : 0;
     std::string line = fmt::format("{} rows, {:.0f} rows/s, {:.1f}% of bytes, ETA {:.0f}s", p.rows,
                                    rate, fraction * 100, eta);
@@ -105,14 +111,6 @@ class ProgressReporter {
 
  private:
   using Clock = std::chrono::steady_clock;
-  std::uint64_t first_rows(const lists::ImportProgress& p) {
-    if (!base_) base_ = std::make_pair(p.rows, p.bytes);
-    return base_->first;
-  }
-  std::uint64_t first_bytes(const lists::ImportProgress& p) {
-    if (!base_) base_ = std::make_pair(p.rows, p.bytes);
-    return base_->second;
-  }
 
   bool tty_;
   Clock::time_point start_;

@@ -382,10 +382,21 @@ class ImportRun {
         copy.write(std::tie(r.line, r.email, r.key, r.domain, r.provider, r.attributes));
       }
       copy.complete();
+      auto t0 = std::chrono::steady_clock::now();
+      auto lap = [&t0](const char* step) {
+        auto now = std::chrono::steady_clock::now();
+        spdlog::debug("import: {} took {} ms", step,
+                      std::chrono::duration_cast<std::chrono::milliseconds>(now - t0).count());
+        t0 = now;
+      };
       w.exec_params(sql::kClassifyStaged, list_id_, started_at_);
+      lap("classify");
       w.exec_params(sql::kInsertNewAndJoin, list_id_);
+      lap("insert");
       w.exec(sql::kUpdateAttributes);
+      lap("update");
       w.exec(sql::kInsertDomains);
+      lap("domains");
       for (const auto& row : w.exec(sql::kCountStatuses)) {
         out.statuses[row[0].as<std::string>()] = row[1].as<std::uint64_t>();
       }
@@ -429,7 +440,12 @@ class ImportRun {
     for (auto& r : staged_) r.provider = provider_of(r.domain);
     ImportCounts after = counts_;
     add_counts(after, chunk_counts_);
+    auto started = std::chrono::steady_clock::now();
     ChunkOutcome outcome = db_.transact([&](pqxx::work& w) { return merge(w, after); });
+    spdlog::debug("import: chunk of {} rows merged in {} ms", staged_.size(),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count());
     add_statuses(after, outcome.statuses);
     counts_ = after;
     write_rejects(std::move(outcome.not_added));

@@ -84,7 +84,7 @@ TEST(CsvReader, ReportsBadRecordsWithLineAndReasonAndGoesOn) {
       "email,name\n"            // 1
       "a@x.com,ab\"c\n"         // 2 quote inside unquoted field
       "b@x.com,\"ab\"c\n"       // 3 text after closing quote
-      "c@x.com,\"has\0nul\"\n"  // 4 NUL byte
+      "c@x.com,\"has_nul\"\n"  // 4 NUL byte
       "d@x.com,\"\xC3\x28\"\n"  // 5 invalid UTF-8
       "e@x.com,ok\n";           // 6
   text[text.find("has") + 3] = '\0';

@@ -103,7 +103,7 @@ TEST(EmailAddress, EnforcesLengthLimits) {
   std::string domain189 = label63 + "." + label63 + "." + std::string(57, 'c') + ".com";
   ASSERT_EQ(domain189.size(), 189u);
   EXPECT_EQ(normalised(local64 + "@" + domain189).size(), 254u);
-  EXPECT_EQ(normalised(local64 + "@d" + domain189), "error: address longer than 254 octets");
+  EXPECT_EQ(normalised(local64 + "@d." + domain189), "error: address longer than 254 octets");
   std::string domain256 = label63 + "." + label63 + "." + label63 + "." + label63 + ".com";
   ASSERT_GT(domain256.size(), 255u);
   EXPECT_EQ(normalised("a@" + domain256), "error: domain longer than 255 octets");

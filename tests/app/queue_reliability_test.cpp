@@ -53,7 +53,7 @@ TEST(QueueReliability, TwoWorkersSendEveryRecipientExactlyOnce) {
   mailer::testing::TestDatabase t("two_workers");
   const std::string dir = mailer::testing::make_temp_dir("two-workers");
   const std::string config = write_config(dir);
-  const auto id = scheduled_now(t.url(), "news", 6000);
+  const auto id = scheduled_now(t.url(), "news", 4000);
   const std::map<std::string, std::string> env = {{"MAILER_DATABASE_URL", t.url()}};
   WorkerProcess a({"--config", config, "run", "--worker-id", "a", "--until-idle", "--transport",
                    "record:" + dir + "/a.log,delay=2ms"},
@@ -66,7 +66,7 @@ TEST(QueueReliability, TwoWorkersSendEveryRecipientExactlyOnce) {
   const auto only_a = recorded_sends({dir + "/a.log"});
   const auto only_b = recorded_sends({dir + "/b.log"});
   const auto both = recorded_sends({dir + "/a.log", dir + "/b.log"});
-  EXPECT_EQ(both.size(), 6000u);
+  EXPECT_EQ(both.size(), 4000u);
   int twice = 0;
   for (const auto& [delivery, n] : both) twice += n > 1;
   EXPECT_EQ(twice, 0);
@@ -77,7 +77,7 @@ TEST(QueueReliability, TwoWorkersSendEveryRecipientExactlyOnce) {
   EXPECT_EQ(query_int(t.url(), fmt::format("SELECT count(*) FROM deliveries WHERE campaign_id = "
                                            "{} AND state = 'sent' AND attempts = 1",
                                            id)),
-            6000);
+            4000);
   EXPECT_EQ(query_int(t.url(), fmt::format("SELECT count(*) FROM campaigns WHERE id = {} AND "
                                            "status = 'finished'",
                                            id)),
@@ -95,7 +95,7 @@ TEST(QueueReliability, KillNineRepeatsAtMostTheInFlightWindow) {
   std::uniform_int_distribution<int> moment_ms(100, 900);
   int total_repeated = 0;
   for (int trial = 0; trial < trials; ++trial) {
-    const int n = 3000;
+    const int n = 2000;
     const auto id = scheduled_now(t.url(), "list" + std::to_string(trial), n);
     const std::string record = fmt::format("{}/trial{}.log", dir, trial);
     const std::string worker = fmt::format("k{}", trial);
@@ -165,7 +165,7 @@ TEST(QueueReliability, ServerRestartMidRunIsOneLogLineAndLosesNothing) {
   }
   const std::string dir = mailer::testing::make_temp_dir("pg-restart-worker");
   const std::string config = write_config(dir);
-  const int n = 8000;
+  const int n = 5000;
   const auto id = scheduled_now(pg.url(), "news", n);
   const std::string record = dir + "/sent.log";
   WorkerProcess w({"--config", config, "run", "--worker-id", "survivor", "--until-idle",

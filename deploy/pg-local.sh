@@ -84,8 +84,10 @@ start() {
   if ! is_running; then
     local port d sock log
     port=$(cat "$state/port")
-    # The port may have been taken since the last start: pick another.
-    if python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$port))" 2>/dev/null; then :; else
+    # Keep the port across restarts (clients reconnect to it); pick another
+    # only when something else now listens there. A bind test would also
+    # fail for the port's own TIME_WAIT sockets right after a stop.
+    if ! python3 -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(0 if s.connect_ex(('127.0.0.1',$port))==0 else 1)"; then :; else
       port=$(free_port); echo "$port" > "$state/port"
     fi
     d=$(data_dir)

@@ -37,6 +37,32 @@ void read_sender(ConfigReader r, SenderSettings& s) {
   s.default_route = r.get_string("default_route", s.default_route);
   check_route(r, "default_route", s.default_route);
   if (s.egress.empty()) r.fail("egress", "must not be empty");
+  s.starttls = r.get_choice("starttls", s.starttls, {"opportunistic", "required", "none"});
+  s.verify_certificates = r.get_bool("verify_certificates", s.verify_certificates);
+  s.auth_user = r.get_string("auth_user", s.auth_user);
+  s.auth_password_file = r.get_string("auth_password_file", s.auth_password_file);
+  if (s.auth_user.find_first_of("\r\n") != std::string::npos) {
+    r.fail("auth_user", "must not contain line breaks");
+  }
+  s.verp_domain = r.get_string("verp_domain", s.verp_domain);
+  if (s.verp_domain.find_first_of(" @<>\r\n") != std::string::npos) {
+    r.fail("verp_domain", fmt::format("expected a domain name, got \"{}\"", s.verp_domain));
+  }
+  s.feedback_id = r.get_string("feedback_id", s.feedback_id);
+  if (s.feedback_id.empty()) r.fail("feedback_id", "must not be empty");
+  s.message_id_domain = r.get_string("message_id_domain", s.message_id_domain);
+  if (s.message_id_domain.find_first_of(" @<>\r\n") != std::string::npos) {
+    r.fail("message_id_domain",
+           fmt::format("expected a domain name, got \"{}\"", s.message_id_domain));
+  }
+  s.connect_timeout = r.get_duration("connect_timeout", s.connect_timeout);
+  s.reply_timeout = r.get_duration("reply_timeout", s.reply_timeout);
+  s.transaction_timeout = r.get_duration("transaction_timeout", s.transaction_timeout);
+  for (auto [key, value] : {std::pair{"connect_timeout", s.connect_timeout},
+                            std::pair{"reply_timeout", s.reply_timeout},
+                            std::pair{"transaction_timeout", s.transaction_timeout}}) {
+    if (value < std::chrono::seconds(1)) r.fail(key, "must be at least 1s");
+  }
   r.reject_unknown();
 }
 
@@ -116,6 +142,13 @@ void read_http(ConfigReader r, HttpSettings& h) {
   r.reject_unknown();
 }
 
+void read_doctor(ConfigReader r, DoctorSettings& d) {
+  d.ip_blocklists = r.get_string_list("ip_blocklists", d.ip_blocklists);
+  d.domain_blocklists = r.get_string_list("domain_blocklists", d.domain_blocklists);
+  d.dns_server = r.get_string("dns_server", d.dns_server);
+  r.reject_unknown();
+}
+
 // An integer key of [worker] within [lo, hi].
 int worker_integer(ConfigReader& r, std::string_view key, int fallback, long long lo,
                    long long hi) {
@@ -162,6 +195,7 @@ Config parse_config(const std::string& text, const std::string& file) {
   read_import(r.table("import"), c.imports);
   read_http(r.table("http"), c.http);
   read_worker(r.table("worker"), c.worker);
+  read_doctor(r.table("doctor"), c.doctor);
   r.reject_unknown();
   return c;
 }

@@ -31,6 +31,28 @@ struct SenderSettings {
   std::string egress = "default";
   // "mx" delivers to the recipient domain's MX; or "smtp://host:port".
   std::string default_route = "mx";
+  // STARTTLS on plain smtp:// routes: "opportunistic" (when offered),
+  // "required" (fail the send without it) or "none".
+  std::string starttls = "opportunistic";
+  // Verify server certificates and host names when TLS is used.
+  bool verify_certificates = true;
+  // SMTP AUTH for relay routes (smtp:// or smtps:// URLs, never "mx"). The
+  // password comes from auth_password_file or $MAILER_SMTP_PASSWORD, never
+  // from this file itself, and is never logged.
+  std::string auth_user;
+  std::string auth_password_file;
+  // Return-path domain of VERP bounces (bounce+ID-TAG@verp_domain); empty:
+  // the campaign's From domain.
+  std::string verp_domain;
+  // Last field of Feedback-ID (identifies this platform to feedback loops).
+  std::string feedback_id = "mailer";
+  // Right-hand side of Message-IDs; empty: the campaign's From domain.
+  std::string message_id_domain;
+  // Time limits: connection set-up (connect, greeting, EHLO, STARTTLS,
+  // AUTH), any one reply, and a whole transaction.
+  Duration connect_timeout = std::chrono::seconds(30);
+  Duration reply_timeout = std::chrono::seconds(60);
+  Duration transaction_timeout = std::chrono::minutes(5);
 };
 
 // [[dkim]] (one table or several)
@@ -80,6 +102,17 @@ struct ImportSettings {
   int max_field_bytes = 65536;
 };
 
+// [doctor]: what `mailer doctor` checks beyond the domain's own records.
+struct DoctorSettings {
+  // DNS blocklist zones queried with the sending IP (reversed octets).
+  std::vector<std::string> ip_blocklists = {"zen.spamhaus.org", "bl.spamcop.net",
+                                            "b.barracudacentral.org"};
+  // Domain blocklist zones queried with the sending domain.
+  std::vector<std::string> domain_blocklists = {"dbl.spamhaus.org"};
+  // DNS server as "host:port"; empty: /etc/resolv.conf. --dns overrides.
+  std::string dns_server;
+};
+
 // [http]
 struct HttpSettings {
   // Address `mailer serve` listens on.
@@ -120,6 +153,7 @@ struct Config {
   ImportSettings imports;
   HttpSettings http;
   WorkerSettings worker;
+  DoctorSettings doctor;
 };
 
 // Parses TOML text; `file` names it in errors. Throws UsageError naming the

@@ -66,6 +66,25 @@ std::string ConfigReader::get_string(std::string_view key, std::string fallback)
   return std::string(node->as_string()->get());
 }
 
+std::vector<std::string> ConfigReader::get_string_list(std::string_view key,
+                                                       std::vector<std::string> fallback) {
+  const toml::node* node = find(key);
+  if (node == nullptr) return fallback;
+  const toml::array* array = node->as_array();
+  if (array == nullptr) {
+    fail(key, fmt::format("expected an array of strings, got {}", toml_type_name(*node)));
+  }
+  std::vector<std::string> values;
+  for (const toml::node& element : *array) {
+    if (!element.is_string()) {
+      fail(key,
+           fmt::format("expected an array of strings, found {} in it", toml_type_name(element)));
+    }
+    values.emplace_back(element.as_string()->get());
+  }
+  return values;
+}
+
 double ConfigReader::get_number(std::string_view key, double fallback) {
   const toml::node* node = find(key);
   if (node == nullptr) return fallback;

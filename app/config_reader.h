@@ -25,6 +25,8 @@ class ConfigReader {
   long long get_integer(std::string_view key, long long fallback);
   bool get_bool(std::string_view key, bool fallback);
   Duration get_duration(std::string_view key, Duration fallback);
+  // An array of strings.
+  std::vector<std::string> get_string_list(std::string_view key, std::vector<std::string> fallback);
   // One of `allowed`; the error lists them.
   std::string get_choice(std::string_view key, std::string fallback,
                          const std::vector<std::string>& allowed);

@@ -17,6 +17,7 @@ PACKAGES=(
   postgresql postgresql-contrib postfix dnsmasq-base
   # independent checkers used by tests
   python3 python3-dkim procps iproute2 util-linux
+  chromium  # headless browser for the dashboard test
 )
 
 missing=()

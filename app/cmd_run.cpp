@@ -1,6 +1,7 @@
-// `mailer run`: the worker: scheduler and sender. Until the SMTP dispatcher
-// is part of this build, the worker sends through a rehearsal transport
-// (--transport null|record:FILE), for rehearsals, tests and benchmarks.
+// `mailer run`: the worker: scheduler and sender. It sends over SMTP through
+// the dispatcher (throttle, composer, transport), or through a rehearsal
+// transport (--transport null|record:FILE) for tests and benchmarks of the
+// queue without any network.
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -11,10 +12,13 @@
 
 #include "app/campaign_store.h"
 #include "app/commands.h"
+#include "app/db/reply_counters.h"
+#include "app/dispatcher_setup.h"
 #include "app/errors.h"
 #include "app/rehearsal_transport.h"
 #include "app/scheduler.h"
 #include "app/worker_loop.h"
+#include "sender/dispatcher.h"
 #include "throttle/provider_classifier.h"
 
 namespace mailer::app {
@@ -48,33 +52,59 @@ std::string default_worker_id() {
   return fmt::format("{}:{}", host, getpid());
 }
 
+// The content of a campaign for the composer.
+std::optional<sender::CampaignContent> campaign_content(CampaignStore& store, std::int64_t id) {
+  std::optional<Campaign> c = store.find(id);
+  if (!c) return std::nullopt;
+  sender::CampaignContent content;
+  content.campaign_id = c->id;
+  content.list_id = c->list_name;
+  content.from = c->from;
+  content.reply_to = c->reply_to;
+  content.subject = c->subject;
+  content.text = c->text_body;
+  content.html = c->html_body;
+  return content;
+}
+
 int run_worker(Context& ctx, const RunOptions& o) {
-  if (o.transport.empty()) {
-    throw UsageError(
-        "mailer run: this build has no SMTP dispatcher yet; use --transport null or "
-        "--transport record:FILE for a rehearsal");
-  }
-  RehearsalSpec spec;
-  try {
-    spec = parse_rehearsal_spec(o.transport);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(fmt::format("--transport: {}", e.what()));
+  std::optional<RehearsalSpec> spec;
+  if (!o.transport.empty()) {
+    try {
+      spec = parse_rehearsal_spec(o.transport);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(fmt::format("--transport: {}", e.what()));
+    }
   }
   const Config& config = ctx.config();
+  // Settings first: a missing secret or unreadable DKIM key stops the worker
+  // before it claims anything.
+  std::optional<sender::DispatcherSettings> settings;
+  if (!spec) settings = dispatcher_settings(config);
   db::Database& db = ctx.database();
   db::DeliveryQueue queue(db);
+  db::ReplyCounters counters(db);
   CampaignStore store(db);
-  auto classifier = std::make_shared<throttle::ProviderClassifier>();
+  auto classifier = std::make_shared<throttle::ProviderClassifier>(config.throttle.provider_rules);
   CampaignLifecycle lifecycle(
       store, queue, [classifier](std::string_view domain) { return classifier->classify(domain); });
   Scheduler scheduler(
       store, queue, lifecycle, [] { return std::chrono::system_clock::now(); },
       config.worker.past_due_warning);
-  std::unique_ptr<RehearsalTransport> transport;
-  try {
-    transport = std::make_unique<RehearsalTransport>(spec);
-  } catch (const std::runtime_error& e) {
-    throw OperationalError(e.what());
+  std::unique_ptr<db::DeliveryTransport> transport;
+  sender::Dispatcher* dispatcher = nullptr;
+  if (spec) {
+    try {
+      transport = std::make_unique<RehearsalTransport>(*spec);
+    } catch (const std::runtime_error& e) {
+      throw OperationalError(e.what());
+    }
+  } else {
+    auto d = std::make_unique<sender::Dispatcher>(
+        std::move(*settings), queue, &counters,
+        [&store](std::int64_t id) { return campaign_content(store, id); });
+    dispatcher = d.get();
+    transport = std::move(d);
   }
   WorkerOptions options;
   options.worker_id = o.worker_id.empty() ? default_worker_id() : o.worker_id;
@@ -82,10 +112,17 @@ int run_worker(Context& ctx, const RunOptions& o) {
   if (o.campaign > 0) options.campaign = o.campaign;
   options.settings = config.worker;
   install_stop_handlers();
-  spdlog::info("worker {} started (transport {}, database {})", options.worker_id, o.transport,
-               db.describe());
+  spdlog::info("worker {} started (transport {}, egress {}, database {})", options.worker_id,
+               spec ? o.transport : std::string("smtp"), config.sender.egress, db.describe());
   WorkerLoop loop(queue, scheduler, *transport, options, g_stop);
   const WorkerReport report = loop.run();
+  if (dispatcher != nullptr) {
+    dispatcher->save_state();
+    for (const auto& [provider, v] : dispatcher->providers()) {
+      spdlog::info("{}: rate {:.1f} msg/s, {} connection(s), {}; {} accepted, {} deferred",
+                   provider, v.rate, v.connections, v.mode, v.accepted, v.deferred);
+    }
+  }
   std::cerr << "mailer run: " << report.reason << '\n';
   if (o.json) {
     print_json({{"reason", report.reason},
@@ -110,8 +147,9 @@ void register_run(CLI::App& root, Context& ctx, Action& action) {
                 "send window or a scheduled start does not count");
   sub->add_option("--campaign", o->campaign, "only this campaign")->check(CLI::PositiveNumber);
   sub->add_option("--transport", o->transport,
-                  "rehearsal transport for tests and benchmarks: null | record:FILE, optionally "
-                  "followed by ,defer-first=DUR");
+                  "send nothing: a rehearsal transport for tests and benchmarks of the queue: "
+                  "null | record:FILE, optionally followed by ,defer-first=DUR and ,delay=DUR "
+                  "(default: SMTP through the configured routes)");
   sub->add_flag("--json", o->json, "print one JSON object on stdout when the worker ends");
   sub->callback([&ctx, &action, o] { action = [&ctx, o] { return run_worker(ctx, *o); }; });
 }

@@ -63,6 +63,23 @@ void read_sender(ConfigReader r, SenderSettings& s) {
                             std::pair{"transaction_timeout", s.transaction_timeout}}) {
     if (value < std::chrono::seconds(1)) r.fail(key, "must be at least 1s");
   }
+  const long long lanes = r.get_integer("lanes", s.lanes);
+  if (lanes < 1 || lanes > 256)
+    r.fail("lanes", fmt::format("must be between 1 and 256, got {}", lanes));
+  s.lanes = static_cast<int>(lanes);
+  s.dns_server = r.get_string("dns_server", s.dns_server);
+  if (!s.dns_server.empty() && s.dns_server.find_first_of(" ,") != std::string::npos) {
+    r.fail("dns_server", fmt::format("expected one HOST:PORT, got \"{}\"", s.dns_server));
+  }
+  const long long mx_port = r.get_integer("mx_port", s.mx_port);
+  if (mx_port < 1 || mx_port > 65535)
+    r.fail("mx_port", fmt::format("must be a port number, got {}", mx_port));
+  s.mx_port = static_cast<int>(mx_port);
+  s.lookahead = r.get_duration("lookahead", s.lookahead);
+  if (s.lookahead < std::chrono::milliseconds(100)) r.fail("lookahead", "must be at least 100ms");
+  s.history_interval = r.get_duration("history_interval", s.history_interval);
+  if (s.history_interval < std::chrono::seconds(1))
+    r.fail("history_interval", "must be at least 1s");
   r.reject_unknown();
 }
 

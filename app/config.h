@@ -53,6 +53,19 @@ struct SenderSettings {
   Duration connect_timeout = std::chrono::seconds(30);
   Duration reply_timeout = std::chrono::seconds(60);
   Duration transaction_timeout = std::chrono::minutes(5);
+  // Sending threads, each with its own event loop and connections. More than
+  // one because libcurl waits for the reply to the end of DATA synchronously:
+  // a slow reply stalls one lane, not all sending.
+  int lanes = 4;
+  // DNS server for MX lookups as "host:port"; empty: /etc/resolv.conf.
+  std::string dns_server;
+  // SMTP port of MX hosts: 25 (a rehearsal may point it at a local sink).
+  int mx_port = 25;
+  // Deliveries claimed ahead of sending, as sending time at the current rate.
+  Duration lookahead = std::chrono::seconds(2);
+  // How often a rate sample per provider goes to throttle_history (the
+  // dashboard's chart) and reply counts to reply_counters (/metrics).
+  Duration history_interval = std::chrono::seconds(5);
 };
 
 // [[dkim]] (one table or several)

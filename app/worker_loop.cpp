@@ -130,13 +130,16 @@ WorkerReport WorkerLoop::run() {
       }
     }
     const std::size_t claimed = claim_round();
-    const bool busy = claimed > 0 || transport_.in_flight() > 0;
-    auto wait = busy ? std::chrono::milliseconds(0) : kIdleSlice;
-    if (!busy) {
-      // Sleep no longer than until the next tick or flush is due.
-      const auto until_tick =
-          std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Steady::now());
-      wait = std::clamp(until_tick, std::chrono::milliseconds(0), kIdleSlice);
+    // Right after a claim, hand over at once; otherwise wait for outcomes (the
+    // transport returns as soon as it has some), but no longer than until the
+    // next tick or outcome flush is due.
+    auto wait = std::chrono::milliseconds(0);
+    if (claimed == 0) {
+      auto due = next_tick;
+      if (!buffer_.empty()) due = std::min(due, last_flush_ + s.flush_interval);
+      const auto until_due =
+          std::chrono::duration_cast<std::chrono::milliseconds>(due - Steady::now());
+      wait = std::clamp(until_due, std::chrono::milliseconds(0), kIdleSlice);
     }
     transport_.poll(wait, buffer_);
     if (buffer_.size() >= static_cast<std::size_t>(s.flush_batch) ||

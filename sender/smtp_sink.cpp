@@ -120,13 +120,15 @@ class SmtpSink::State : public std::enable_shared_from_this<SmtpSink::State> {
     return false;
   }
 
-  // Writes the message to tmp/ and renames it into new/; returns its name.
+  // Writes the message to tmp/ and renames it into new/; returns its name,
+  // unique across sinks of one process sharing a maildir (the port differs).
   std::string store(const std::string& from, const std::vector<std::string>& rcpts,
                     const std::string& body) {
     std::string name = std::to_string(std::chrono::system_clock::now().time_since_epoch() /
                                       std::chrono::seconds(1)) +
-                       ".P" + std::to_string(::getpid()) + "Q" + std::to_string(++stored) + "." +
-                       options.hostname;
+                       ".P" + std::to_string(::getpid()) + "_" +
+                       std::to_string(acceptor.local_endpoint().port()) + "Q" +
+                       std::to_string(++stored) + "." + options.hostname;
     if (!options.maildir) return name;
     auto tmp = *options.maildir / "tmp" / name;
     {

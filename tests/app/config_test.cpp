@@ -127,6 +127,51 @@ TEST(Config, InconsistentValuesAreRejected) {
             "got \"rsa\"");
 }
 
+TEST(Config, SenderSessionAndIdentityKeys) {
+  const Config c = parse_config(
+      "[sender]\nstarttls = \"required\"\nverify_certificates = false\nauth_user = \"relay\"\n"
+      "auth_password_file = \"/run/pw\"\nverp_domain = \"bounces.example.com\"\n"
+      "feedback_id = \"acme\"\nmessage_id_domain = \"mail.example.com\"\n"
+      "reply_timeout = \"20s\"\nlanes = 8\nmx_port = 2525\ndns_server = \"127.0.0.1:5353\"\n"
+      "[doctor]\nip_blocklists = [\"bl.example.net\"]\ndomain_blocklists = []\n",
+      "mailer.toml");
+  EXPECT_EQ(c.sender.starttls, "required");
+  EXPECT_FALSE(c.sender.verify_certificates);
+  EXPECT_EQ(c.sender.auth_user, "relay");
+  EXPECT_EQ(c.sender.auth_password_file, "/run/pw");
+  EXPECT_EQ(c.sender.verp_domain, "bounces.example.com");
+  EXPECT_EQ(c.sender.feedback_id, "acme");
+  EXPECT_EQ(c.sender.message_id_domain, "mail.example.com");
+  EXPECT_EQ(c.sender.reply_timeout, std::chrono::seconds(20));
+  EXPECT_EQ(c.sender.lanes, 8);
+  EXPECT_EQ(c.sender.mx_port, 2525);
+  EXPECT_EQ(c.sender.dns_server, "127.0.0.1:5353");
+  EXPECT_EQ(c.doctor.ip_blocklists, std::vector<std::string>{"bl.example.net"});
+  EXPECT_TRUE(c.doctor.domain_blocklists.empty());
+  const Config d = parse_config("", "mailer.toml");
+  EXPECT_EQ(d.sender.starttls, "opportunistic");
+  EXPECT_TRUE(d.sender.verify_certificates);
+  EXPECT_EQ(d.sender.mx_port, 25);
+  EXPECT_FALSE(d.doctor.ip_blocklists.empty());
+
+  EXPECT_EQ(
+      error_of("[sender]\nstarttls = \"maybe\"\n"),
+      "mailer.toml:2: key \"sender.starttls\": expected one of opportunistic, required, none, "
+      "got \"maybe\"");
+  EXPECT_EQ(error_of("[sender]\nverp_domain = \"a@b\"\n"),
+            "mailer.toml:2: key \"sender.verp_domain\": expected a domain name, got \"a@b\"");
+  EXPECT_EQ(error_of("[sender]\nlanes = 0\n"),
+            "mailer.toml:2: key \"sender.lanes\": must be between 1 and 256, got 0");
+  EXPECT_EQ(error_of("[sender]\nreply_timeout = \"10ms\"\n"),
+            "mailer.toml:2: key \"sender.reply_timeout\": must be at least 1s");
+  EXPECT_EQ(
+      error_of("[doctor]\nip_blocklists = \"zen.spamhaus.org\"\n"),
+      "mailer.toml:2: key \"doctor.ip_blocklists\": expected an array of strings, got a string");
+  EXPECT_EQ(error_of("[doctor]\nip_blocklists = [1]\n"),
+            "mailer.toml:2: key \"doctor.ip_blocklists\": expected an array of strings, found an "
+            "integer in it");
+}
+
 TEST(Config, InvalidTomlReportsLineAndColumn) {
   const std::string e = error_of("[sender\n");
   EXPECT_EQ(e.rfind("mailer.toml:1:", 0), 0u) << e;

@@ -1,0 +1,728 @@
+#include "sender/dispatcher.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "throttle/aimd_controller.h"
+#include "throttle/pacer.h"
+#include "throttle/provider_classifier.h"
+#include "throttle/signal.h"
+
+namespace mailer::sender {
+namespace {
+
+using Clock = std::chrono::system_clock;
+using throttle::Signal;
+
+throttle::TimePoint to_tp(Clock::time_point t) {
+  return std::chrono::time_point_cast<throttle::Duration>(t);
+}
+
+// The merge fields of a recipient from its attributes (a JSON object):
+// strings as they are, numbers and booleans in their JSON spelling, null and
+// nested values left out.
+MergeFields fields_from_json(const std::string& text) {
+  MergeFields fields;
+  const auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) return fields;
+  for (const auto& [key, value] : json.items()) {
+    if (value.is_string()) {
+      fields.Set(key, value.get<std::string>());
+    } else if (value.is_number() || value.is_boolean()) {
+      fields.Set(key, value.dump());
+    }
+  }
+  return fields;
+}
+
+// The reply of a failure found before any server spoke (bad address, no
+// mail host): kept in last_reply, never fed to a controller.
+throttle::SmtpReply local_reply(int code, std::string enhanced, std::string text) {
+  throttle::SmtpReply r;
+  r.code = code;
+  r.enhanced_status = std::move(enhanced);
+  r.text = std::move(text);
+  r.stage = throttle::SmtpStage::kRcpt;
+  return r;
+}
+
+std::string domain_of(const std::string& email) {
+  const auto at = email.rfind('@');
+  return at == std::string::npos ? std::string() : email.substr(at + 1);
+}
+
+}  // namespace
+
+// One message handed to a lane.
+struct Job {
+  db::ClaimedDelivery delivery;
+  std::shared_ptr<const MessageComposer> composer;
+  std::string route;  // "mx" or a URL
+  std::size_t lane_limit = 1;
+  std::size_t slot = 0;
+  Clock::time_point sent_at;
+};
+
+// What a lane reports for one job.
+struct LaneResult {
+  db::ClaimedDelivery delivery;
+  std::size_t slot = 0;
+  Clock::time_point sent_at;
+  // From the transport (reply_from_server says whether a server spoke)...
+  std::optional<SendResult> sent;
+  // ...or a failure before sending: the outcome kind and its reply.
+  db::OutcomeKind local_kind = db::OutcomeKind::kFailed;
+  throttle::SmtpReply local;
+  std::string local_signal;
+};
+
+// A sending thread: its own io_context, SMTP transport and MX resolver.
+class Lane {
+ public:
+  using Report = std::function<void(LaneResult)>;
+
+  Lane(const DispatcherSettings& settings, Report report)
+      : settings_(settings), report_(std::move(report)), work_(io_.get_executor()) {
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~Lane() {
+    work_.reset();
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void post(Job job) {
+    boost::asio::post(io_, [this, job = std::move(job)]() mutable { start(std::move(job)); });
+  }
+
+ private:
+  void run() {
+    transport_ = std::make_unique<SmtpTransport>(io_);
+    try {
+      resolver_ = std::make_unique<MxResolver>(io_, settings_.mx);
+    } catch (const std::exception& e) {
+      spdlog::error("MX resolver unavailable: {}", e.what());
+    }
+    io_.run();
+    resolver_.reset();
+    transport_.reset();
+  }
+
+  void fail_locally(Job& job, db::OutcomeKind kind, throttle::SmtpReply reply, Signal signal) {
+    LaneResult r;
+    r.delivery = std::move(job.delivery);
+    r.slot = job.slot;
+    r.sent_at = job.sent_at;
+    r.local_kind = kind;
+    r.local = std::move(reply);
+    r.local_signal = std::string(throttle::signal_name(signal));
+    report_(std::move(r));
+  }
+
+  void start(Job job) {
+    auto request = std::make_shared<SendRequest>();
+    try {
+      DeliveryRecipient recipient;
+      recipient.delivery_id = job.delivery.id;
+      recipient.recipient_id = job.delivery.recipient_id;
+      recipient.email = job.delivery.email;
+      recipient.fields = fields_from_json(job.delivery.attributes_json);
+      ComposedMessage m = job.composer->Compose(std::move(recipient), Clock::now());
+      std::string data = settings_.dkim.empty() ? std::move(m.data)
+                                                : SignMessage(m.data, settings_.dkim, Clock::now());
+      request->envelope_from = m.envelope_from.envelope_form();
+      request->recipient = m.envelope_to.envelope_form();
+      request->message = std::make_shared<const std::string>(std::move(data));
+    } catch (const MimeError& e) {
+      fail_locally(job, db::OutcomeKind::kFailed,
+                   local_reply(553, "5.1.3", fmt::format("unusable address: {}", e.what())),
+                   Signal::kHardBounce);
+      return;
+    } catch (const std::exception& e) {
+      // A signing key or template problem is the sender's to fix: the
+      // recipient waits for a retry instead of being lost.
+      fail_locally(job, db::OutcomeKind::kDeferred,
+                   local_reply(451, "4.3.0", fmt::format("message not composed: {}", e.what())),
+                   Signal::kTransient);
+      return;
+    }
+    request->helo_name = settings_.helo_name;
+    request->verify_peer = settings_.verify_peer;
+    request->timeouts = settings_.timeouts;
+    if (job.route != "mx") {
+      request->route = job.route;
+      request->tls = settings_.starttls;
+      request->auth = settings_.relay_auth;
+      send(std::move(job), std::move(request));
+      return;
+    }
+    // MX delivery: the first mail host with an address; opportunistic TLS
+    // whatever the setting says for relays, as MX hosts' certificates rarely
+    // match their names (verification stays as configured).
+    request->tls =
+        settings_.starttls == TlsMode::kRequired ? TlsMode::kRequired : TlsMode::kOpportunistic;
+    if (!resolver_) {
+      fail_locally(job, db::OutcomeKind::kDeferred,
+                   local_reply(451, "4.4.3", "MX resolver unavailable"), Signal::kTransient);
+      return;
+    }
+    const std::string domain = domain_of(job.delivery.email);
+    auto shared_job = std::make_shared<Job>(std::move(job));
+    resolver_->resolve(domain, [this, shared_job, request, domain](const MxResult& mx) {
+      if (mx.permanent_failure()) {
+        fail_locally(
+            *shared_job, db::OutcomeKind::kBounced,
+            local_reply(550, "5.1.2",
+                        fmt::format("{}: no mail host ({})", domain, to_string(mx.status))),
+            Signal::kHardBounce);
+        return;
+      }
+      const MxHost* host = nullptr;
+      for (const MxHost& h : mx.hosts) {
+        if (!h.addresses.empty()) {
+          host = &h;
+          break;
+        }
+      }
+      if (mx.status != MxStatus::kOk || host == nullptr) {
+        fail_locally(*shared_job, db::OutcomeKind::kDeferred,
+                     local_reply(451, "4.4.3",
+                                 fmt::format("{}: MX lookup failed: {}", domain,
+                                             mx.error.empty() ? "no address" : mx.error)),
+                     Signal::kTransient);
+        return;
+      }
+      request->route = fmt::format("smtp://{}:{}", host->name, settings_.mx_port);
+      request->connect_address = host->addresses.front();
+      send(std::move(*shared_job), request);
+    });
+  }
+
+  void send(Job job, std::shared_ptr<SendRequest> request) {
+    transport_->set_connection_limit(request->route, std::max<std::size_t>(1, job.lane_limit));
+    auto shared_job = std::make_shared<Job>(std::move(job));
+    transport_->submit(std::move(*request), [this, shared_job](SendResult result) {
+      LaneResult r;
+      r.delivery = std::move(shared_job->delivery);
+      r.slot = shared_job->slot;
+      r.sent_at = shared_job->sent_at;
+      r.sent = std::move(result);
+      report_(std::move(r));
+    });
+  }
+
+  const DispatcherSettings& settings_;
+  Report report_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::unique_ptr<SmtpTransport> transport_;
+  std::unique_ptr<MxResolver> resolver_;
+  std::thread thread_;
+};
+
+// One provider key's throttle and queue.
+struct ProviderState {
+  ProviderState(std::string k, throttle::AimdController c, throttle::Pacer pc)
+      : key(std::move(k)), controller(std::move(c)), pacer(pc) {}
+
+  std::string key;
+  throttle::AimdController controller;
+  throttle::Pacer pacer;
+  std::deque<db::ClaimedDelivery> waiting;
+  // slots[k]: a message is on the wire in slot k (pinned to one lane).
+  std::vector<bool> slots;
+  std::size_t busy = 0;
+  std::size_t lane_base = 0;
+  std::string route;
+  // Since the last sample / counter flush.
+  int accepted = 0;
+  int deferred = 0;
+  std::map<std::string, std::int64_t> signals;
+  std::uint64_t accepted_total = 0;
+  std::uint64_t deferred_total = 0;
+  std::string last_throttle_reply;
+  bool state_dirty = true;
+};
+
+class Dispatcher::Impl {
+ public:
+  Impl(DispatcherSettings settings, db::DeliveryQueue& queue, db::ReplyCounters* counters,
+       CampaignContentSource content)
+      : settings_(std::move(settings)),
+        queue_(queue),
+        counters_(counters),
+        content_(std::move(content)),
+        classifier_(settings_.reply_rules),
+        random_(std::random_device{}()) {
+    if (settings_.lanes < 1) throw std::invalid_argument("dispatcher: lanes must be at least 1");
+    if (!settings_.composer.tokens) {
+      throw std::invalid_argument("dispatcher: an unsubscribe token codec is required");
+    }
+    for (const db::ThrottleStateRow& row : queue_.load_throttle_states(settings_.egress)) {
+      if (row.egress != settings_.egress) continue;
+      std::string error;
+      if (auto state = throttle::controller_state_from_json(row.state_json, &error)) {
+        saved_[row.provider] = *state;
+      } else {
+        spdlog::warn("throttle state of {} ignored ({}): starting at the initial rate",
+                     row.provider, error);
+      }
+    }
+    for (int i = 0; i < settings_.lanes; ++i) {
+      lanes_.push_back(std::make_unique<Lane>(settings_, [this](LaneResult r) {
+        {
+          std::lock_guard lock(mutex_);
+          results_.push_back(std::move(r));
+        }
+        cv_.notify_one();
+      }));
+    }
+    last_history_ = last_state_ = Clock::now();
+  }
+
+  ~Impl() { lanes_.clear(); }
+
+  ProviderState& provider(const std::string& key) {
+    auto it = providers_.find(key);
+    if (it != providers_.end()) return it->second;
+    const throttle::ProviderPolicy policy = policy_for(key);
+    const auto now = to_tp(Clock::now());
+    auto saved = saved_.find(key);
+    throttle::AimdController controller =
+        saved == saved_.end() ? throttle::AimdController(policy, now)
+                              : throttle::AimdController(policy, saved->second, now);
+    if (saved != saved_.end()) {
+      spdlog::info("{}: resuming at {:.1f} msg/s, {} connection(s) (learned before)", key,
+                   controller.rate(), controller.connections());
+    }
+    const double rate = controller.sending_rate();
+    ProviderState p(key, std::move(controller), throttle::Pacer(rate, policy.burst));
+    p.lane_base = std::hash<std::string>{}(key) % lanes_.size();
+    p.route = route_for(key);
+    return providers_.emplace(key, std::move(p)).first->second;
+  }
+
+  throttle::ProviderPolicy policy_for(const std::string& key) const {
+    if (auto it = settings_.policies.find(key); it != settings_.policies.end()) return it->second;
+    const std::string family = throttle::provider_family(key);
+    if (auto it = settings_.policies.find(family); it != settings_.policies.end()) {
+      return it->second;
+    }
+    if (auto it = settings_.policies.find("other"); it != settings_.policies.end()) {
+      return it->second;
+    }
+    return {};
+  }
+
+  std::string route_for(const std::string& key) const {
+    if (auto it = settings_.routes.find(key); it != settings_.routes.end()) return it->second;
+    const std::string family = throttle::provider_family(key);
+    if (auto it = settings_.routes.find(family); it != settings_.routes.end()) return it->second;
+    // "other" covers every provider not named.
+    if (family != "gmail" && family != "outlook" && family != "yahoo") {
+      if (auto it = settings_.routes.find("other"); it != settings_.routes.end()) {
+        return it->second;
+      }
+    }
+    return settings_.default_route;
+  }
+
+  std::size_t capacity(std::string_view key) {
+    if (draining_) return 0;
+    ProviderState& p = provider(std::string(key));
+    p.controller.advance(to_tp(Clock::now()));
+    const double rate = p.controller.sending_rate();
+    if (rate <= 0) return 0;
+    const std::size_t connections = static_cast<std::size_t>(p.controller.connections());
+    const std::size_t target =
+        connections + static_cast<std::size_t>(std::ceil(
+                          rate * std::chrono::duration<double>(settings_.lookahead).count()));
+    const std::size_t held = p.waiting.size() + p.busy;
+    // Claim in chunks: only when half the target is gone, so a steady flow
+    // costs few claim statements.
+    if (held * 2 > target) return 0;
+    return target - held;
+  }
+
+  void submit(std::vector<db::ClaimedDelivery> deliveries) {
+    for (db::ClaimedDelivery& d : deliveries) {
+      ProviderState& p = provider(d.provider);
+      if (draining_) {
+        released_.push_back(d.id);
+        continue;
+      }
+      p.waiting.push_back(std::move(d));
+      ++held_;
+    }
+  }
+
+  std::shared_ptr<const MessageComposer> composer_for(std::int64_t campaign_id,
+                                                      std::string& error) {
+    if (auto it = composers_.find(campaign_id); it != composers_.end()) {
+      error = it->second.error;
+      return it->second.composer;
+    }
+    CachedComposer cached;
+    try {
+      std::optional<CampaignContent> content = content_(campaign_id);
+      if (!content) {
+        cached.error = fmt::format("campaign {} not found", campaign_id);
+      } else {
+        ComposerSettings s = settings_.composer;
+        std::string verp_domain = settings_.verp_domain;
+        if (verp_domain.empty()) verp_domain = Mailbox::Parse(content->from).address.domain();
+        s.verp =
+            std::make_shared<const VerpCodec>(settings_.verp_prefix, verp_domain, settings_.secret);
+        cached.composer = std::make_shared<const MessageComposer>(*content, std::move(s));
+      }
+    } catch (const std::exception& e) {
+      cached.error = fmt::format("campaign {} cannot be composed: {}", campaign_id, e.what());
+    }
+    if (!cached.error.empty()) spdlog::error("{}", cached.error);
+    error = cached.error;
+    return composers_.emplace(campaign_id, std::move(cached)).first->second.composer;
+  }
+
+  // Hands every message whose permit and slot are free to its lane; returns
+  // the earliest time a waiting message could go next.
+  std::optional<Clock::time_point> dispatch_ready(std::vector<db::DeliveryOutcome>& out) {
+    std::optional<Clock::time_point> next;
+    const auto now = Clock::now();
+    for (auto& [key, p] : providers_) {
+      if (p.waiting.empty()) continue;
+      p.controller.advance(to_tp(now));
+      if (p.controller.suspended()) {
+        // Nothing goes to this provider for a while: its deliveries go back
+        // to the queue untouched instead of sitting under our leases.
+        for (const db::ClaimedDelivery& d : p.waiting) released_.push_back(d.id);
+        held_ -= p.waiting.size();
+        p.waiting.clear();
+        continue;
+      }
+      p.pacer.set_rate(p.controller.sending_rate());
+      const std::size_t limit = static_cast<std::size_t>(std::max(1, p.controller.connections()));
+      if (p.slots.size() < limit) p.slots.resize(limit, false);
+      while (!p.waiting.empty()) {
+        if (p.busy >= limit) break;  // a result will wake us
+        if (!p.pacer.try_acquire(to_tp(now))) {
+          if (auto at = p.pacer.next_permit(to_tp(now))) {
+            const auto when = std::chrono::time_point_cast<Clock::duration>(*at);
+            if (!next || when < *next) next = when;
+          } else if (auto until = p.controller.suspended_until()) {
+            const auto when = std::chrono::time_point_cast<Clock::duration>(*until);
+            if (!next || when < *next) next = when;
+          }
+          break;
+        }
+        std::size_t slot = 0;
+        while (slot < limit && p.slots[slot]) ++slot;
+        db::ClaimedDelivery d = std::move(p.waiting.front());
+        p.waiting.pop_front();
+        std::string error;
+        auto composer = composer_for(d.campaign_id, error);
+        if (!composer) {
+          db::DeliveryOutcome o;
+          o.delivery_id = d.id;
+          o.kind = db::OutcomeKind::kFailed;
+          o.reply_code = 554;
+          o.reply = "554 5.3.0 " + error;
+          o.signal = "transient";
+          out.push_back(std::move(o));
+          --held_;
+          continue;
+        }
+        p.slots[slot] = true;
+        ++p.busy;
+        Job job;
+        job.delivery = std::move(d);
+        job.composer = std::move(composer);
+        job.route = p.route;
+        job.slot = slot;
+        job.sent_at = now;
+        const std::size_t lane = (p.lane_base + slot) % lanes_.size();
+        job.lane_limit = 0;
+        for (std::size_t k = 0; k < limit; ++k) {
+          if ((p.lane_base + k) % lanes_.size() == lane) ++job.lane_limit;
+        }
+        lanes_[lane]->post(std::move(job));
+      }
+    }
+    return next;
+  }
+
+  db::DeliveryOutcome outcome_of(LaneResult& r) {
+    ProviderState& p = provider(r.delivery.provider);
+    if (r.slot < p.slots.size()) p.slots[r.slot] = false;
+    if (p.busy > 0) --p.busy;
+    --held_;
+    const auto now = Clock::now();
+    db::DeliveryOutcome o;
+    o.delivery_id = r.delivery.id;
+    throttle::SmtpReply reply;
+    Signal signal;
+    std::optional<throttle::Duration> hint;
+    if (r.sent) {
+      reply = r.sent->reply;
+      const throttle::Classification c = classifier_.classify(reply, p.key);
+      signal = c.signal;
+      hint = c.retry_after;
+      if (r.sent->outcome == SendOutcome::kAccepted) signal = Signal::kAccepted;
+      const auto reaction = p.controller.on_reply(c, to_tp(r.sent_at), to_tp(now));
+      p.state_dirty = true;
+      if (reaction == throttle::Reaction::kDecreased ||
+          reaction == throttle::Reaction::kSuspended) {
+        p.last_throttle_reply = throttle::one_line(reply);
+        spdlog::info("{}: {} -> rate {:.1f} msg/s, {} connection(s){} ({})", p.key,
+                     throttle::signal_name(c.signal), p.controller.rate(),
+                     p.controller.connections(), p.controller.suspended() ? ", suspended" : "",
+                     p.last_throttle_reply);
+      }
+    } else {
+      reply = r.local;
+      signal = throttle::parse_signal(r.local_signal).value_or(Signal::kTransient);
+    }
+    o.reply_code = reply.code;
+    o.reply = throttle::one_line(reply);
+    o.signal = std::string(throttle::signal_name(signal));
+    ++p.signals[o.signal];
+    if (signal == Signal::kAccepted && r.sent && r.sent->outcome == SendOutcome::kAccepted) {
+      o.kind = db::OutcomeKind::kSent;
+      ++p.accepted;
+      ++p.accepted_total;
+      return o;
+    }
+    if (!r.sent && r.local_kind != db::OutcomeKind::kDeferred) {
+      o.kind = r.local_kind;
+      return o;
+    }
+    // Only a refusal of the recipient (or of this message) is a bounce; a 5xx
+    // at connection set-up or MAIL FROM is about the sender, not the address.
+    const bool about_recipient = reply.stage == throttle::SmtpStage::kRcpt ||
+                                 reply.stage == throttle::SmtpStage::kData ||
+                                 reply.stage == throttle::SmtpStage::kEndOfData;
+    if (signal == Signal::kHardBounce && reply.permanent_failure() && about_recipient) {
+      o.kind = db::OutcomeKind::kBounced;
+      return o;
+    }
+    // Everything else is retried later: throttling, tempfails, blocks and
+    // policy problems (an operator fixes those; the recipients wait).
+    ++p.deferred;
+    ++p.deferred_total;
+    const int attempts = r.delivery.attempts + 1;
+    const auto first = r.delivery.first_attempt_at.value_or(r.sent_at);
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    const throttle::RetryDecision d =
+        settings_.retry.next(signal == Signal::kAccepted ? Signal::kTransient : signal, attempts,
+                             to_tp(first), to_tp(now), hint, unit(random_));
+    if (d.kind == throttle::RetryDecision::Kind::kExpired) {
+      o.kind = db::OutcomeKind::kFailed;
+      return o;
+    }
+    o.kind = db::OutcomeKind::kDeferred;
+    auto at = std::chrono::time_point_cast<Clock::duration>(d.at);
+    if (d.kind != throttle::RetryDecision::Kind::kRetry) at = now + std::chrono::minutes(5);
+    if (auto until = p.controller.suspended_until()) {
+      at = std::max(at, std::chrono::time_point_cast<Clock::duration>(*until));
+    }
+    o.next_attempt_at = at;
+    return o;
+  }
+
+  void collect(std::vector<db::DeliveryOutcome>& out) {
+    std::deque<LaneResult> ready;
+    {
+      std::lock_guard lock(mutex_);
+      ready.swap(results_);
+    }
+    for (LaneResult& r : ready) out.push_back(outcome_of(r));
+  }
+
+  void release_to(std::vector<db::DeliveryOutcome>& out) {
+    for (std::int64_t id : released_) {
+      db::DeliveryOutcome o;
+      o.delivery_id = id;
+      o.kind = db::OutcomeKind::kReleased;
+      out.push_back(std::move(o));
+    }
+    released_.clear();
+  }
+
+  void poll(std::chrono::milliseconds timeout, std::vector<db::DeliveryOutcome>& out) {
+    const auto deadline = Clock::now() + timeout;
+    const std::size_t before = out.size();
+    for (;;) {
+      collect(out);
+      release_to(out);
+      std::optional<Clock::time_point> next;
+      if (!draining_) next = dispatch_ready(out);
+      persist(false);
+      const auto now = Clock::now();
+      if (out.size() > before || now >= deadline) return;
+      auto wake = deadline;
+      if (next && *next < wake) wake = *next;
+      std::unique_lock lock(mutex_);
+      cv_.wait_until(lock, wake, [this] { return !results_.empty(); });
+    }
+  }
+
+  void drain() {
+    if (draining_) return;
+    draining_ = true;
+    for (auto& [key, p] : providers_) {
+      for (const db::ClaimedDelivery& d : p.waiting) released_.push_back(d.id);
+      held_ -= p.waiting.size();
+      p.waiting.clear();
+    }
+  }
+
+  // Saves changed controller states (at most every state_interval), and a
+  // history sample plus reply counters every history_interval; `now` forces
+  // both.
+  void persist(bool force) {
+    const auto now = Clock::now();
+    const bool state_due = force || now - last_state_ >= settings_.state_interval;
+    const bool history_due = force || now - last_history_ >= settings_.history_interval;
+    if (!state_due && !history_due) return;
+    try {
+      if (state_due) {
+        last_state_ = now;
+        for (auto& [key, p] : providers_) {
+          if (!p.state_dirty) continue;
+          p.state_dirty = false;
+          db::ThrottleStateRow row;
+          row.provider = key;
+          row.egress = settings_.egress;
+          row.state_json = throttle::to_json(p.controller.state());
+          row.rate = p.controller.rate();
+          row.connection_limit = p.controller.connections();
+          row.mode = std::string(throttle::phase_name(p.controller.phase()));
+          if (auto until = p.controller.suspended_until()) {
+            row.suspended_until = std::chrono::time_point_cast<Clock::duration>(*until);
+          }
+          row.last_throttle_reply = p.last_throttle_reply;
+          queue_.save_throttle_state(row);
+        }
+      }
+      if (history_due) {
+        last_history_ = now;
+        std::vector<db::ThrottleHistoryRow> samples;
+        std::vector<db::ReplyCount> counts;
+        for (auto& [key, p] : providers_) {
+          const bool active = p.accepted > 0 || p.deferred > 0 || !p.waiting.empty() || p.busy;
+          if (active) {
+            samples.push_back({key, settings_.egress, p.controller.sending_rate(), p.accepted,
+                               p.deferred,
+                               std::string(throttle::phase_name(p.controller.phase()))});
+          }
+          for (const auto& [signal, n] : p.signals) {
+            counts.push_back({key, settings_.egress, signal, n});
+          }
+          p.accepted = p.deferred = 0;
+          p.signals.clear();
+        }
+        queue_.append_throttle_history(samples);
+        if (counters_ != nullptr) counters_->add(counts);
+      }
+    } catch (const db::ConnectionError& e) {
+      // The outcomes matter more; the next flush of the worker reconnects.
+      spdlog::warn("throttle state not saved: {}", e.what());
+    }
+  }
+
+  std::map<std::string, ProviderView> views() const {
+    std::map<std::string, ProviderView> out;
+    for (const auto& [key, p] : providers_) {
+      out[key] = ProviderView{p.controller.rate(),
+                              p.controller.connections(),
+                              std::string(throttle::phase_name(p.controller.phase())),
+                              p.waiting.size(),
+                              p.busy,
+                              p.accepted_total,
+                              p.deferred_total};
+    }
+    return out;
+  }
+
+  std::size_t held() const { return held_ + released_.size(); }
+
+ private:
+  struct CachedComposer {
+    std::shared_ptr<const MessageComposer> composer;
+    std::string error;
+  };
+
+  DispatcherSettings settings_;
+  db::DeliveryQueue& queue_;
+  db::ReplyCounters* counters_;
+  CampaignContentSource content_;
+  throttle::ReplyClassifier classifier_;
+  std::mt19937_64 random_;
+  std::map<std::string, throttle::ControllerState> saved_;
+  std::map<std::string, ProviderState> providers_;
+  std::unordered_map<std::int64_t, CachedComposer> composers_;
+  std::vector<std::int64_t> released_;
+  std::size_t held_ = 0;
+  bool draining_ = false;
+  Clock::time_point last_state_;
+  Clock::time_point last_history_;
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<LaneResult> results_;
+  // Last member: lanes stop (and stop reporting) before the rest goes.
+  std::vector<std::unique_ptr<Lane>> lanes_;
+
+  friend class Dispatcher;
+};
+
+Dispatcher::Dispatcher(DispatcherSettings settings, db::DeliveryQueue& queue,
+                       db::ReplyCounters* counters, CampaignContentSource content)
+    : impl_(std::make_unique<Impl>(std::move(settings), queue, counters, std::move(content))) {}
+
+Dispatcher::~Dispatcher() = default;
+
+std::size_t Dispatcher::capacity(std::string_view provider) {
+  return impl_->capacity(provider);
+}
+
+void Dispatcher::submit(std::vector<db::ClaimedDelivery> deliveries) {
+  impl_->submit(std::move(deliveries));
+}
+
+void Dispatcher::poll(std::chrono::milliseconds timeout, std::vector<db::DeliveryOutcome>& out) {
+  impl_->poll(timeout, out);
+}
+
+void Dispatcher::save_state() {
+  impl_->persist(true);
+}
+
+std::size_t Dispatcher::in_flight() const {
+  return impl_->held();
+}
+
+void Dispatcher::drain() {
+  impl_->drain();
+}
+
+std::map<std::string, Dispatcher::ProviderView> Dispatcher::providers() const {
+  return impl_->views();
+}
+
+}  // namespace mailer::sender

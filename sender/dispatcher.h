@@ -1,0 +1,138 @@
+// The dispatcher: what `mailer run` sends through. It joins the delivery
+// queue, the throttle and the SMTP transport behind db::DeliveryTransport:
+//
+//  - per provider key, an AIMD controller (restored from throttle_state) and
+//    a pacer: capacity() asks the worker loop to claim about `lookahead` of
+//    sending at the current rate, and poll() releases each claimed delivery
+//    when its permit comes (timed waits, never a busy loop);
+//  - connection slots: at most the controller's connection limit of one
+//    provider's messages are on the wire at once; each slot is pinned to one
+//    lane, so the open connections per route follow the limit too;
+//  - lanes: threads, each with its own Boost.Asio io_context running an
+//    SmtpTransport (libcurl multi) and an MX resolver; a lane composes, signs
+//    and sends the messages of its slots. Several lanes are needed because
+//    libcurl waits for the reply to the final "." of DATA synchronously
+//    (curl issue #8555): a slow end-of-data reply stalls only its own lane;
+//  - every reply is classified and fed to its provider's controller, turned
+//    into an outcome (sent, deferred with the retry schedule, bounced,
+//    failed) and returned through poll();
+//  - the controllers' state is saved to throttle_state while it changes, a
+//    rate sample goes to throttle_history and the reply counters to
+//    reply_counters at a fixed interval, and all of it once more at drain.
+//
+// Threading: every public member is called from the worker loop's thread;
+// lanes hand results back through a mutex-protected queue.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "app/db/delivery_queue.h"
+#include "app/db/delivery_transport.h"
+#include "app/db/reply_counters.h"
+#include "sender/dkim_signer.h"
+#include "sender/message_composer.h"
+#include "sender/mx_resolver.h"
+#include "sender/smtp_transport.h"
+#include "throttle/policy.h"
+#include "throttle/reply_classifier.h"
+#include "throttle/retry_schedule.h"
+
+namespace mailer::sender {
+
+struct DispatcherSettings {
+  // Throttle key part: this worker's sending IP or pool.
+  std::string egress = "default";
+  std::string helo_name = "localhost";
+  // "mx" or "smtp(s)://host:port", for providers without a route of their own.
+  std::string default_route = "mx";
+  // Provider family (gmail, outlook, yahoo, other, ...) -> route.
+  std::map<std::string, std::string> routes;
+  TlsMode starttls = TlsMode::kOpportunistic;
+  bool verify_peer = true;
+  // AUTH on relay routes (URLs), never on MX deliveries.
+  std::optional<SmtpCredentials> relay_auth;
+  StageTimeouts timeouts;
+  // MX deliveries: resolver settings and the SMTP port of the mail hosts
+  // (25; rehearsals point it at a local sink).
+  MxResolverOptions mx;
+  unsigned short mx_port = 25;
+
+  // Per provider family; "other" (or the defaults) for families not named.
+  std::map<std::string, throttle::ProviderPolicy> policies;
+  throttle::RetrySchedule retry;
+  std::vector<throttle::ReplyRule> reply_rules;
+
+  // Sending threads (see the header comment).
+  int lanes = 4;
+  // Deliveries claimed ahead of their permits, as sending time at the
+  // current rate: enough that the pacer never waits for the database, small
+  // enough that a rate cut does not strand many leased deliveries.
+  std::chrono::milliseconds lookahead{std::chrono::seconds(2)};
+  // How often throttle_history gets a sample per provider and reply_counters
+  // the counts; throttle_state is saved at most this often as well.
+  std::chrono::milliseconds history_interval{std::chrono::seconds(5)};
+  std::chrono::milliseconds state_interval{std::chrono::seconds(1)};
+
+  // Composition: unsubscribe base URL and mailto, token codec, Feedback-ID
+  // and Message-ID domain. `verp` is left empty here: it is built per
+  // campaign from verp_domain (or the campaign's From domain) and the secret.
+  ComposerSettings composer;
+  std::string verp_domain;
+  std::string verp_prefix = "bounce";
+  std::string secret;
+  std::vector<DkimSigner> dkim;
+};
+
+// The content of a campaign by id (nullopt: unknown campaign; its deliveries
+// fail). Called on the worker loop's thread, once per campaign.
+using CampaignContentSource = std::function<std::optional<CampaignContent>(std::int64_t)>;
+
+class Dispatcher : public db::DeliveryTransport {
+ public:
+  // Loads the saved controller states of `settings.egress` from `queue` and
+  // starts the lanes. `counters` may be null (no reply counters kept).
+  // Throws std::invalid_argument for unusable settings.
+  Dispatcher(DispatcherSettings settings, db::DeliveryQueue& queue, db::ReplyCounters* counters,
+             CampaignContentSource content);
+  // Stops the lanes; call drain() and poll until in_flight() is 0 first to
+  // lose nothing (deliveries still held are left to their leases).
+  ~Dispatcher() override;
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  std::size_t capacity(std::string_view provider) override;
+  void submit(std::vector<db::ClaimedDelivery> deliveries) override;
+  void poll(std::chrono::milliseconds timeout, std::vector<db::DeliveryOutcome>& out) override;
+  std::size_t in_flight() const override;
+  void drain() override;
+
+  // Saves every controller state, a history sample and the reply counters
+  // now (the worker calls it when its loop ends).
+  void save_state();
+
+  // Per provider: learned rate, connection limit, mode, for logs and tests.
+  struct ProviderView {
+    double rate = 0;
+    int connections = 0;
+    std::string mode;
+    std::size_t waiting = 0;
+    std::size_t on_the_wire = 0;
+    std::uint64_t accepted = 0;
+    std::uint64_t deferred = 0;
+  };
+  std::map<std::string, ProviderView> providers() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mailer::sender

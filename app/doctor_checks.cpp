@@ -82,7 +82,7 @@ std::vector<std::pair<std::string, std::string>> parse_tag_list(std::string_view
 }
 
 DoctorCheck judge_spf(const std::string& domain, const DnsAnswer& txt,
-                      const std::optional<SpfEvaluation>& evaluation) {
+                      const std::optional<SpfEvaluation>& evaluation, bool for_sending_ip) {
   auto line = [&](CheckResult r, std::string detail) {
     return make("spf", r, domain, std::move(detail));
   };
@@ -96,11 +96,20 @@ DoctorCheck judge_spf(const std::string& domain, const DnsAnswer& txt,
                 fmt::format("{} v=spf1 records (receivers answer permerror: publish exactly one)",
                             records.size()));
   }
-  if (!evaluation) {
+  if (!evaluation || !for_sending_ip) {
+    if (evaluation && evaluation->result == SpfResult::kPermError) {
+      return line(CheckResult::kFail, fmt::format("permerror: {}", evaluation->reason));
+    }
+    if (evaluation && evaluation->result == SpfResult::kTempError) {
+      return line(CheckResult::kWarn, fmt::format("temperror: {}", evaluation->reason));
+    }
     return line(CheckResult::kPass,
-                fmt::format("record present: \"{}\" (give --ip to test that it authorises the "
+                fmt::format("record present: \"{}\"{} (give --ip to test that it authorises the "
                             "sending IP)",
-                            shorten(records[0])));
+                            shorten(records[0]),
+                            evaluation ? fmt::format(", {} of {} DNS lookups",
+                                                     evaluation->dns_lookups, kSpfMaxDnsLookups)
+                                       : ""));
   }
   const SpfEvaluation& e = *evaluation;
   const std::string lookups = fmt::format("{} of {} DNS lookups", e.dns_lookups, kSpfMaxDnsLookups);

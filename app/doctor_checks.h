@@ -30,11 +30,14 @@ struct DoctorCheck {
 };
 
 // SPF: `txt` is the TXT answer at the domain; `evaluation` the check_host()
-// outcome for --ip (nullopt without --ip: presence only). Pass for one
-// record (and result pass), warn for softfail / neutral / temperror, fail
-// for fail, none, permerror or several records.
+// outcome, for the sending IP when `for_sending_ip`, else for an address
+// that never sends (which still walks the whole record, so that syntax
+// errors and too many lookups show). With the sending IP: pass for result
+// pass, warn for softfail / neutral / temperror, fail for fail, none,
+// permerror or several records. Without: pass unless the record is missing,
+// duplicated or permerror.
 DoctorCheck judge_spf(const std::string& domain, const DnsAnswer& txt,
-                      const std::optional<SpfEvaluation>& evaluation);
+                      const std::optional<SpfEvaluation>& evaluation, bool for_sending_ip);
 
 // The public half of a configured DKIM key, as published in p=.
 struct DkimPublicKey {

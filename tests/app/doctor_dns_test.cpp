@@ -245,10 +245,13 @@ TEST_F(DoctorDns, SpfOutcomesForEachRecord) {
   DoctorCheck deep = only(doctor(request("deep.test", "192.0.2.10")), "spf");
   EXPECT_EQ(deep.result, CheckResult::kFail);
   EXPECT_NE(deep.detail.find("more than 10 DNS lookups"), std::string::npos) << deep.detail;
-  // Without --ip: presence only.
-  DoctorCheck presence = only(doctor(request("good.test")), "spf");
+  // Without --ip: presence, and the whole record walked for errors.
+  DoctorCheck presence = only(doctor(request("soft.test")), "spf");
   EXPECT_EQ(presence.result, CheckResult::kPass);
   EXPECT_NE(presence.detail.find("--ip"), std::string::npos);
+  DoctorCheck deep_without_ip = only(doctor(request("deep.test")), "spf");
+  EXPECT_EQ(deep_without_ip.result, CheckResult::kFail);
+  EXPECT_NE(deep_without_ip.detail.find("more than 10 DNS lookups"), std::string::npos);
 }
 
 TEST_F(DoctorDns, DkimMatchesTheConfiguredKeysAndCatchesTheRest) {

@@ -2,7 +2,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <iostream>
+#include <cstdlib>
 
 #include "app/commands.h"
 #include "app/errors.h"
@@ -16,6 +16,12 @@ namespace {
 // before answering 503: long enough to ride out a reconnect after a server
 // restart, short enough that /healthz answers promptly while it is down.
 constexpr std::chrono::milliseconds kRequestReconnectFor{1500};
+
+// libpq waits for the operating system's TCP timeout (minutes) on a
+// database host that does not answer; every request would queue behind that
+// one connection attempt. Unless the environment says otherwise, give up
+// after this many seconds so that /healthz reports 503 promptly.
+constexpr const char* kConnectTimeoutSeconds = "5";
 
 struct ServeOptions {
   std::string listen;
@@ -36,6 +42,8 @@ int serve(Context& ctx, const ServeOptions& o) {
   options.database.reconnect_for = kRequestReconnectFor;
   options.database.application_name = "mailer serve";
   options.stop_on_signals = true;
+  // A connect_timeout in the URL still wins over this default.
+  setenv("PGCONNECT_TIMEOUT", kConnectTimeoutSeconds, /*overwrite=*/0);
   std::unique_ptr<HttpService> service;
   try {
     service = std::make_unique<HttpService>(std::move(options));

@@ -27,14 +27,14 @@ using HttpResponse = boost::beast::http::response<boost::beast::http::string_bod
 struct HttpLimits {
   // Time a client has to send a request's headers, counted from the moment
   // the server starts reading them (slowloris: a client that dribbles header
-  // bytes is cut off after this, whatever it sends).
+  // bytes is cut off after this, whatever it sends). On a kept-alive
+  // connection the wait for the next request counts too, so this is also
+  // how long an idle connection stays open.
   std::chrono::milliseconds header_timeout{std::chrono::seconds(5)};
   // Time to send the body once the headers are in.
   std::chrono::milliseconds body_timeout{std::chrono::seconds(10)};
   // Time to take the response.
   std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};
-  // How long a kept-alive connection may stay silent before its next request.
-  std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
   // Largest request body (413 above it). One-click bodies are ~26 bytes.
   std::size_t max_body_bytes = 16 * 1024;
   // Largest request line plus headers (431 above it).

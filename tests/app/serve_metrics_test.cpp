@@ -137,6 +137,23 @@ TEST_F(ServeMetricsTest, HealthzAnswersOkWhileTheDatabaseAnswers) {
   EXPECT_EQ(reply.body, "ok\n");
 }
 
+TEST_F(ServeMetricsTest, DashboardServesEveryRangeWithCampaignProgressAndAStrictPolicy) {
+  const auto list = mailer::testing::seed_list(t_.url(), "news", 4);
+  mailer::testing::seed_campaign(t_.url(), list, "running");
+  mailer::testing::exec_sql(t_.url(),
+                            "INSERT INTO throttle_history (provider, egress, rate) VALUES "
+                            "('gmail', 'default', 20)");
+  for (const char* range : {"", "?range=15m", "?range=6h", "?range=24h", "?range=7d"}) {
+    const auto reply = http_call(serve_.port(), "GET", std::string("/") + range);
+    ASSERT_EQ(reply.status, 200) << range;
+    EXPECT_NE(reply.headers.at("content-security-policy").find("default-src 'none'"),
+              std::string::npos);
+    EXPECT_NE(reply.body.find("<progress value=\"0\" max=\"1\">"), std::string::npos) << range;
+    EXPECT_NE(reply.body.find("data-provider=\"gmail\""), std::string::npos) << range;
+    EXPECT_NE(reply.body.find("<polyline class=\"rate\""), std::string::npos) << range;
+  }
+}
+
 TEST(ServeHealth, HealthzAnswers503WhenTheDatabaseIsUnreachable) {
   const auto port = mailer::testing::closed_loopback_port();
   mailer::testing::InProcessServe serve(

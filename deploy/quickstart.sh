@@ -47,9 +47,17 @@ fi
 declare -A port capacity=([gmail]=150 [yahoo]=60 [outlook]=100 [generic]=200)
 for p in gmail yahoo outlook generic; do
   port[$p]=$(free_port)
+  # Yahoo's penalty box lasts hours for real; 15 s here shows the suspension
+  # and the careful restart within the run.
+  extra=()
+  [ "$p" = yahoo ] && extra=(--penalty-box 15s)
   "$mailer" sink --listen "127.0.0.1:${port[$p]}" --profile "$p" --capacity "${capacity[$p]}" \
-    2>"$work/sink-$p.log" &
+    "${extra[@]}" 2>"$work/sink-$p.log" &
   pids+=($!)
+  for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/${port[$p]}") 2>/dev/null && break; sleep 0.1; done
+  if ! (echo >"/dev/tcp/127.0.0.1/${port[$p]}") 2>/dev/null; then
+    echo "the $p sink did not start:"; cat "$work/sink-$p.log"; exit 1
+  fi
   echo "$p: 127.0.0.1:${port[$p]} (hidden capacity ${capacity[$p]}/s)"
 done
 
@@ -105,8 +113,11 @@ done
 
 if ! unavailable serve; then
   step "web endpoint"
-  "$mailer" serve 2>"$work/serve.log" &
-  pids+=($!)
+  # Left running after this script ends, so the dashboard stays up; a re-run
+  # replaces it.
+  if [ -f "$work/serve.pid" ]; then kill "$(cat "$work/serve.pid")" 2>/dev/null || true; fi
+  nohup "$mailer" serve >"$work/serve.log" 2>&1 &
+  echo $! >"$work/serve.pid"
   echo "dashboard: http://127.0.0.1:$http_port/"
 fi
 
@@ -124,9 +135,19 @@ import json, sys
 c = json.load(sys.stdin)
 print("campaign %s: %s" % (c["id"], c["status"]))
 print("  " + ", ".join("%s %d" % kv for kv in c["counts"].items()))
-for p, s in sorted(c.get("providers", {}).items()):
-    print("  %-8s final rate %.1f/s, state %s" % (p, s.get("rate", 0), s.get("state", "?")))
-'
+' 
+# Per provider: deliveries sent, deferrals suffered on the way (attempts
+# beyond the final one), and the rate the throttle learned.
+psql "$MAILER_DATABASE_URL" -qtA -F $'\t' -c "
+  SELECT d.provider,
+         count(*) FILTER (WHERE d.state = 'sent'),
+         coalesce(sum(d.attempts), 0) - count(*) FILTER (WHERE d.state IN ('sent', 'bounced', 'failed')),
+         coalesce(max(t.rate), 0), coalesce(max(t.mode), '-')
+  FROM deliveries d LEFT JOIN throttle_state t ON t.provider = d.provider
+  WHERE d.campaign_id = $id GROUP BY d.provider ORDER BY d.provider" |
+  while IFS=$'\t' read -r provider sent deferred rate mode; do
+    printf '  %-22s sent %5d  deferred %4d  final rate %6.1f/s (%s)\n' "$provider" "$sent" "$deferred" "$rate" "$mode"
+  done
 python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -134,4 +155,6 @@ print("import: %d rows, %d imported, %d duplicates" % (r["rows"], r["imported"],
 print("  rejected: " + ", ".join("%s %d" % kv for kv in sorted(r["rejected"].items()) if kv[1]))
 ' "$work/import.json"
 echo "rejects file: $work/rejects.csv"
-if ! unavailable serve; then echo "dashboard: http://127.0.0.1:$http_port/ (up while this script runs)"; fi
+if ! unavailable serve; then
+  echo "dashboard: http://127.0.0.1:$http_port/ (stop it with: kill \$(cat $work/serve.pid))"
+fi

@@ -50,7 +50,9 @@ class DispatchFaultsTest : public mailer::testing::DispatchFixture {
     start_worker();
     const bool settled = wait_for([&] { return count("state IN ('queued', 'sending')") == 0; },
                                   std::chrono::seconds(30));
+    const auto stopping = std::chrono::steady_clock::now();
     const int code = stop_worker();
+    stop_took_ = std::chrono::steady_clock::now() - stopping;
     ASSERT_TRUE(settled) << worker_log() << unsent();
     EXPECT_EQ(code, 0) << worker_log();
   }
@@ -71,6 +73,9 @@ class DispatchFaultsTest : public mailer::testing::DispatchFixture {
     }
     EXPECT_EQ(scalar("SELECT count(*) FROM suppressions"), 0);
   }
+
+  // How long the worker took from SIGTERM to its exit.
+  std::chrono::steady_clock::duration stop_took_{};
 
   static SinkOptions generic() {
     SinkOptions o;
@@ -176,6 +181,21 @@ TEST_F(DispatchFaultsTest, PeerStallingAfterTheMessageTimesOutAndDefers) {
   EXPECT_EQ(sink.counters().accepted, 0u);
   // Bounded by the time limits, not by the sink's own idle timeout (60 s).
   EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(30));
+}
+
+// Disabled: exposes a bug. After its last log line ("worker w1 stopped:
+// drained after a stop request"), `mailer run` takes about 5 s more to exit
+// when the peer stalled after the end of data, against under 0.1 s with
+// other peers (measured: SIGTERM 06:01:33.78, "stopped" logged 06:01:33.83,
+// exit 06:01:38.87). Nothing is in flight by then; the time goes in the
+// teardown after the worker loop.
+TEST_F(DispatchFaultsTest, DISABLED_WorkerExitsPromptlyAfterStalledPeersTimedOut) {
+  SinkOptions o = generic();
+  o.stall_after = SinkStage::kEndOfData;
+  SinkThread sink(std::move(o));
+  send_to(sink.route());
+  expect_all_deferred_once("^421 4\\.4\\.2 .*timed out");
+  EXPECT_LT(stop_took_, std::chrono::seconds(2));
 }
 
 TEST_F(DispatchFaultsTest, PeerStallingAtTheGreetingTimesOutAndDefers) {

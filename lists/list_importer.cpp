@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "app/db/delivery_queue.h"
 #include "lists/copy_stream.h"
 #include "lists/email_address.h"
 #include "lists/list_store.h"
@@ -38,6 +39,8 @@ struct StagedRow {
   std::string domain;
   std::string provider;
   std::string attributes;
+  // First row of its address in the chunk (later ones are duplicates).
+  bool first = true;
 };
 
 struct RejectedRow {
@@ -46,6 +49,12 @@ struct RejectedRow {
   std::string detail;
   std::string email;
 };
+
+// Thrown inside a chunk's transaction when another import inserted some of
+// its new addresses after the statement's snapshot: the chunk is run again.
+struct ConcurrentAddresses {};
+// Attempts of a chunk that keeps meeting ConcurrentAddresses.
+constexpr int kConcurrentRetries = 5;
 
 struct MxVerdict {
   MxStatus status;
@@ -283,7 +292,9 @@ class ImportRun {
                   address.key(),
                   std::string(address.domain()),
                   {},
-                  {}};
+                  {},
+                  true};
+    row.first = chunk_keys_.insert(row.key).second;
     row.attributes.push_back('{');
     for (std::size_t i = 0; i < record.fields.size(); ++i) {
       if (attribute_keys_[i].empty() || record.fields[i].empty()) continue;
@@ -370,43 +381,48 @@ class ImportRun {
     std::vector<RejectedRow> not_added;
   };
 
-  ChunkOutcome merge(pqxx::work& w, const ImportCounts& after) {
+  ChunkOutcome merge(pqxx::work& w, const ImportCounts& after,
+                     const std::vector<std::optional<std::string>>& new_domains,
+                     const std::vector<std::optional<std::string>>& new_providers) {
     ChunkOutcome out;
     w.exec("SET LOCAL synchronous_commit = off");
     w.exec("SET LOCAL client_min_messages = warning");
+    // The merge keeps the chunk's verdicts in memory rather than in a
+    // temporary file.
+    w.exec("SET LOCAL work_mem = '64MB'");
     if (!staged_.empty()) {
       w.exec(sql::kCreateStaging);
       CopyStream copy(w, sql::kStageTable,
-                      {"line", "email", "email_key", "domain", "provider", "attributes"});
+                      {"line", "email", "email_key", "domain", "attributes", "first"});
       for (const auto& r : staged_) {
-        copy.write(std::tie(r.line, r.email, r.key, r.domain, r.provider, r.attributes));
+        copy.write(std::tie(r.line, r.email, r.key, r.domain, r.attributes, r.first));
       }
       copy.complete();
       auto t0 = std::chrono::steady_clock::now();
-      auto lap = [&t0](const char* step) {
-        auto now = std::chrono::steady_clock::now();
-        spdlog::debug("import: {} took {} ms", step,
-                      std::chrono::duration_cast<std::chrono::milliseconds>(now - t0).count());
-        t0 = now;
-      };
-      w.exec_params(sql::kClassifyStaged, list_id_, started_at_);
-      lap("classify");
-      w.exec_params(sql::kInsertNewAndJoin, list_id_);
-      lap("insert");
-      w.exec(sql::kUpdateAttributes);
-      lap("update");
-      w.exec(sql::kInsertDomains);
-      lap("domains");
-      for (const auto& row : w.exec(sql::kCountStatuses)) {
-        out.statuses[row[0].as<std::string>()] = row[1].as<std::uint64_t>();
-      }
-      if (rejects_.is_open()) {
-        for (const auto& row : w.exec(sql::kStagedNotAdded)) {
-          out.not_added.push_back({row[0].as<std::uint64_t>(), row[1].as<std::string>(),
-                                   row[2].is_null() ? "" : row[2].as<std::string>(),
-                                   row[3].as<std::string>()});
+      std::uint64_t new_rows = 0, inserted = 0;
+      for (const auto& row :
+           w.exec_params(sql::kMergeChunk, list_id_, started_at_, rejects_.is_open())) {
+        const std::string kind = row[0].as<std::string>();
+        if (kind == "count") {
+          out.statuses[row[1].as<std::string>()] = row[2].as<std::uint64_t>();
+          if (row[1].as<std::string>() == "new") new_rows = row[2].as<std::uint64_t>();
+        } else if (kind == "inserted") {
+          inserted = row[2].as<std::uint64_t>();
+        } else {
+          out.not_added.push_back({row[2].as<std::uint64_t>(), row[1].as<std::string>(),
+                                   row[3].is_null() ? "" : row[3].as<std::string>(),
+                                   row[4].as<std::string>()});
         }
       }
+      if (inserted != new_rows) throw ConcurrentAddresses{};
+      if (!new_domains.empty()) {
+        w.exec_params(sql::kInsertDomains, db::pg_text_array(new_domains),
+                      db::pg_text_array(new_providers));
+      }
+      spdlog::debug("import: merge took {} ms",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - t0)
+                        .count());
     }
     ImportCounts total = after;
     add_statuses(total, out.statuses);
@@ -437,11 +453,36 @@ class ImportRun {
   void flush() {
     if (chunk_counts_.rows == 0) return;
     if (mx_) check_mx();
-    for (auto& r : staged_) r.provider = provider_of(r.domain);
+    // Domains this import has not written yet, with their provider.
+    std::vector<std::optional<std::string>> new_domains, new_providers;
+    if (domains_written_.size() >= kDomainCacheLimit) domains_written_.clear();
+    std::unordered_set<std::string_view> chunk_domains;
+    for (auto& r : staged_) {
+      r.provider = provider_of(r.domain);
+      if (domains_written_.count(r.domain) == 0 && chunk_domains.insert(r.domain).second) {
+        new_domains.emplace_back(r.domain);
+        new_providers.emplace_back(r.provider);
+      }
+    }
     ImportCounts after = counts_;
     add_counts(after, chunk_counts_);
     auto started = std::chrono::steady_clock::now();
-    ChunkOutcome outcome = db_.transact([&](pqxx::work& w) { return merge(w, after); });
+    ChunkOutcome outcome;
+    for (int attempt = 1;; ++attempt) {
+      try {
+        outcome = db_.transact(
+            [&](pqxx::work& w) { return merge(w, after, new_domains, new_providers); });
+        break;
+      } catch (const ConcurrentAddresses&) {
+        // Rolled back; the next attempt's snapshot sees the other import's rows.
+        if (attempt == kConcurrentRetries) {
+          throw std::runtime_error(fmt::format(
+              "import of {}: another import keeps adding the same addresses; run it again",
+              o_.file));
+        }
+      }
+    }
+    for (auto& d : new_domains) domains_written_.insert(std::move(*d));
     spdlog::debug("import: chunk of {} rows merged in {} ms", staged_.size(),
                   std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started)
@@ -450,6 +491,7 @@ class ImportRun {
     counts_ = after;
     write_rejects(std::move(outcome.not_added));
     staged_.clear();
+    chunk_keys_.clear();
     rejected_.clear();
     chunk_counts_ = ImportCounts();
     report();
@@ -509,6 +551,8 @@ class ImportRun {
   std::unique_ptr<MxChecker> mx_;
   std::unordered_map<std::string, MxVerdict> mx_cache_;
   std::unordered_map<std::string, std::string> provider_cache_;
+  std::unordered_set<std::string> domains_written_;
+  std::unordered_set<std::string> chunk_keys_;
 
   ImportCounts counts_;
   ImportCounts chunk_counts_;

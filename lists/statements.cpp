@@ -11,78 +11,72 @@ CREATE TEMP TABLE IF NOT EXISTS import_stage (
   email       text NOT NULL,
   email_key   text NOT NULL,
   domain      text NOT NULL,
-  provider    text NOT NULL,
-  attributes  jsonb NOT NULL
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS import_classified (
-  line          bigint NOT NULL,
-  email         text NOT NULL,
-  email_key     text NOT NULL,
-  domain        text NOT NULL,
-  attributes    jsonb NOT NULL,
-  recipient_id  bigint,
-  status        text NOT NULL,
-  detail        text
+  attributes  jsonb NOT NULL,
+  first       boolean NOT NULL
 ) ON COMMIT DELETE ROWS)SQL";
 
-// One verdict per staged row. Within the chunk the first row of an address
-// wins; against the database: suppressed beats everything, a member this
-// import already added or updated (an earlier chunk of the same file) is a
-// duplicate, an unchanged member is a duplicate, a changed one an update.
-const char* const kClassifyStaged = R"SQL(
-INSERT INTO import_classified (line, email, email_key, domain, attributes, recipient_id, status, detail)
-SELECT s.line, s.email, s.email_key, s.domain, s.attributes, r.id,
-  CASE
-    WHEN x.email_key IS NOT NULL THEN 'suppressed'
-    WHEN s.seq > 1 THEN 'duplicate'
-    WHEN r.id IS NULL THEN 'new'
-    WHEN m.list_id IS NULL THEN 'join'
-    WHEN m.added_at >= $2 OR r.updated_at >= $2 THEN 'duplicate'
-    WHEN r.attributes || s.attributes = r.attributes AND r.email = s.email THEN 'duplicate'
-    ELSE 'update'
-  END,
-  CASE
-    WHEN x.email_key IS NOT NULL THEN 'suppressed: ' || x.reason
-    WHEN s.seq > 1 THEN 'repeated in file'
-    WHEN m.list_id IS NOT NULL AND (m.added_at >= $2 OR r.updated_at >= $2) THEN 'repeated in file'
-    WHEN m.list_id IS NOT NULL THEN 'already in list'
-  END
-FROM (SELECT *, row_number() OVER (PARTITION BY email_key ORDER BY line) AS seq
-      FROM import_stage) s
-LEFT JOIN suppressions x ON x.email_key = s.email_key
-LEFT JOIN recipients r ON r.email_key = s.email_key
-LEFT JOIN list_members m ON m.list_id = $1 AND m.recipient_id = r.id)SQL";
-
-const char* const kInsertNewAndJoin = R"SQL(
-WITH inserted AS (
+// The whole merge of a chunk in one statement. `v` gives one verdict per
+// staged row against the state before the chunk: suppressed beats
+// everything, a repeat within the chunk (first = false, decided while
+// reading) is a duplicate, a member this import already added or updated (an
+// earlier chunk of the same file) is a duplicate, an unchanged member is a
+// duplicate, a changed one an update. New addresses become recipients and
+// members, known ones join the list, and a newer import's attributes are
+// merged over the stored ones. Returns ('count', status, n) rows, one
+// ('inserted', 'new', n) row (fewer than the 'new' count only when another
+// import added some of the addresses since the statement's snapshot), and,
+// when $3, one ('row', status, line, detail, email) row per row not added.
+const char* const kMergeChunk = R"SQL(
+WITH v AS MATERIALIZED (
+  SELECT s.line, s.email, s.email_key, s.domain, s.attributes, r.id AS recipient_id,
+    CASE
+      WHEN x.email_key IS NOT NULL THEN 'suppressed'
+      WHEN NOT s.first THEN 'duplicate'
+      WHEN r.id IS NULL THEN 'new'
+      WHEN m.list_id IS NULL THEN 'join'
+      WHEN m.added_at >= $2 OR r.updated_at >= $2 THEN 'duplicate'
+      WHEN r.attributes || s.attributes = r.attributes AND r.email = s.email THEN 'duplicate'
+      ELSE 'update'
+    END AS status,
+    CASE
+      WHEN x.email_key IS NOT NULL THEN 'suppressed: ' || x.reason
+      WHEN NOT s.first THEN 'repeated in file'
+      WHEN m.list_id IS NOT NULL AND (m.added_at >= $2 OR r.updated_at >= $2) THEN 'repeated in file'
+      WHEN m.list_id IS NOT NULL THEN 'already in list'
+    END AS detail,
+    (r.id IS NOT NULL AND (r.attributes || s.attributes <> r.attributes OR r.email <> s.email))
+      AS changed
+  FROM import_stage s
+  LEFT JOIN suppressions x ON x.email_key = s.email_key
+  LEFT JOIN recipients r ON r.email_key = s.email_key
+  LEFT JOIN list_members m ON m.list_id = $1 AND m.recipient_id = r.id),
+ins AS (
   INSERT INTO recipients (email, email_key, domain, attributes)
-  SELECT email, email_key, domain, attributes FROM import_classified WHERE status = 'new'
+  SELECT email, email_key, domain, attributes FROM v WHERE status = 'new'
   ON CONFLICT (email_key) DO NOTHING
-  RETURNING id)
-INSERT INTO list_members (list_id, recipient_id)
-SELECT $1::bigint, id FROM inserted
+  RETURNING id),
+mem AS (
+  INSERT INTO list_members (list_id, recipient_id)
+  SELECT $1::bigint, id FROM ins
+  UNION ALL
+  SELECT $1::bigint, recipient_id FROM v WHERE status = 'join'
+  ON CONFLICT DO NOTHING),
+upd AS (
+  UPDATE recipients r
+  SET attributes = r.attributes || v.attributes, email = v.email, updated_at = now()
+  FROM v
+  WHERE v.status IN ('join', 'update') AND v.changed AND r.id = v.recipient_id)
+SELECT 'count', status, count(*), NULL, NULL FROM v GROUP BY status
 UNION ALL
-SELECT $1::bigint, recipient_id FROM import_classified WHERE status = 'join'
-ON CONFLICT DO NOTHING)SQL";
-
-// A newer import's attributes are merged over the stored ones.
-const char* const kUpdateAttributes = R"SQL(
-UPDATE recipients r
-SET attributes = r.attributes || c.attributes, email = c.email, updated_at = now()
-FROM import_classified c
-WHERE c.status IN ('join', 'update') AND r.id = c.recipient_id
-  AND (r.attributes || c.attributes <> r.attributes OR r.email <> c.email))SQL";
+SELECT 'inserted', 'new', (SELECT count(*) FROM ins), NULL, NULL
+UNION ALL
+SELECT 'row', status, line, detail, email FROM v
+WHERE $3 AND status IN ('duplicate', 'suppressed'))SQL";
 
 const char* const kInsertDomains = R"SQL(
 INSERT INTO domains (domain, provider)
-SELECT DISTINCT ON (domain) domain, provider FROM import_stage ORDER BY domain
+SELECT * FROM unnest($1::text[], $2::text[])
 ON CONFLICT (domain) DO NOTHING)SQL";
-
-const char* const kCountStatuses = "SELECT status, count(*) FROM import_classified GROUP BY status";
-
-const char* const kStagedNotAdded = R"SQL(
-SELECT line, status, detail, email FROM import_classified
-WHERE status IN ('duplicate', 'suppressed') ORDER BY line)SQL";
 
 const char* const kCreateSuppressionStaging = R"SQL(
 CREATE TEMP TABLE IF NOT EXISTS suppression_stage (

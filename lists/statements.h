@@ -34,12 +34,8 @@ inline constexpr const char* kStoreDomainAnswer = "lists_domain_store";
 
 // Import staging (TEMP tables, run with exec_params).
 extern const char* const kCreateStaging;
-extern const char* const kClassifyStaged;    // $1 list id, $2 import start time
-extern const char* const kInsertNewAndJoin;  // $1 list id
-extern const char* const kUpdateAttributes;
-extern const char* const kInsertDomains;
-extern const char* const kCountStatuses;
-extern const char* const kStagedNotAdded;
+extern const char* const kMergeChunk;     // $1 list id, $2 import start time, $3 rows wanted
+extern const char* const kInsertDomains;  // $1 domains, $2 providers (text arrays)
 extern const char* const kCreateSuppressionStaging;
 extern const char* const kMergeSuppressionStaging;
 

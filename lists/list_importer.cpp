@@ -50,10 +50,9 @@ struct RejectedRow {
   std::string email;
 };
 
-// Thrown inside a chunk's transaction when another import inserted some of
-// its new addresses after the statement's snapshot: the chunk is run again.
-struct ConcurrentAddresses {};
-// Attempts of a chunk that keeps meeting ConcurrentAddresses.
+// Attempts of a chunk whose new addresses keep being added by another import
+// at the same time (a unique violation rolls the chunk back; the next
+// attempt's snapshot sees the other import's rows).
 constexpr int kConcurrentRetries = 5;
 
 struct MxVerdict {
@@ -399,22 +398,17 @@ class ImportRun {
       }
       copy.complete();
       auto t0 = std::chrono::steady_clock::now();
-      std::uint64_t new_rows = 0, inserted = 0;
       for (const auto& row :
            w.exec_params(sql::kMergeChunk, list_id_, started_at_, rejects_.is_open())) {
         const std::string kind = row[0].as<std::string>();
         if (kind == "count") {
           out.statuses[row[1].as<std::string>()] = row[2].as<std::uint64_t>();
-          if (row[1].as<std::string>() == "new") new_rows = row[2].as<std::uint64_t>();
-        } else if (kind == "inserted") {
-          inserted = row[2].as<std::uint64_t>();
         } else {
           out.not_added.push_back({row[2].as<std::uint64_t>(), row[1].as<std::string>(),
                                    row[3].is_null() ? "" : row[3].as<std::string>(),
                                    row[4].as<std::string>()});
         }
       }
-      if (inserted != new_rows) throw ConcurrentAddresses{};
       if (!new_domains.empty()) {
         w.exec_params(sql::kInsertDomains, db::pg_text_array(new_domains),
                       db::pg_text_array(new_providers));
@@ -473,7 +467,7 @@ class ImportRun {
         outcome = db_.transact(
             [&](pqxx::work& w) { return merge(w, after, new_domains, new_providers); });
         break;
-      } catch (const ConcurrentAddresses&) {
+      } catch (const pqxx::unique_violation&) {
         // Rolled back; the next attempt's snapshot sees the other import's rows.
         if (attempt == kConcurrentRetries) {
           throw std::runtime_error(fmt::format(

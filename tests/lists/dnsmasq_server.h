@@ -23,7 +23,34 @@ class DnsmasqServer {
  public:
   // `records`: dnsmasq options such as "--mx-host=a.test,mail.a.test,10".
   explicit DnsmasqServer(const std::vector<std::string>& records) {
-    port_ = free_udp_port();
+    // The port is free when picked but may be taken (UDP or TCP: dnsmasq binds
+    // both) before dnsmasq binds it, by a parallel test's connection; dnsmasq
+    // then exits at once, and another port is tried.
+    std::string last_error;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      port_ = free_port();
+      launch(records);
+      last_error = wait_until_answering();
+      if (last_error.empty()) return;
+      stop();
+    }
+    throw std::runtime_error(last_error);
+  }
+  ~DnsmasqServer() { stop(); }
+  DnsmasqServer(const DnsmasqServer&) = delete;
+  DnsmasqServer& operator=(const DnsmasqServer&) = delete;
+
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  void launch(const std::vector<std::string>& records) {
     std::vector<std::string> args = {"dnsmasq",
                                      "--no-daemon",
                                      "--port=" + std::to_string(port_),
@@ -49,36 +76,29 @@ class DnsmasqServer {
       ::execvp("dnsmasq", argv.data());
       ::_exit(127);
     }
-    wait_until_answering();
-  }
-  ~DnsmasqServer() { stop(); }
-  DnsmasqServer(const DnsmasqServer&) = delete;
-  DnsmasqServer& operator=(const DnsmasqServer&) = delete;
-
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
   }
 
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  static int free_udp_port() {
-    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
+  // A port free for both UDP and TCP on 127.0.0.1 at the time of the call.
+  static int free_port() {
+    for (;;) {
+      int udp = ::socket(AF_INET, SOCK_DGRAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ::bind(udp, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      socklen_t len = sizeof a;
+      ::getsockname(udp, reinterpret_cast<sockaddr*>(&a), &len);
+      int tcp = ::socket(AF_INET, SOCK_STREAM, 0);
+      const bool tcp_free = ::bind(tcp, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      ::close(tcp);
+      ::close(udp);
+      if (tcp_free) return ntohs(a.sin_port);
+    }
   }
 
-  // Sends a query for "probe.test" until any reply comes back (at most 5 s).
-  void wait_until_answering() {
+  // Sends a query for "probe.test" until any reply comes back (at most 20 s,
+  // for loaded sanitizer runs). Returns an error text, empty once answering.
+  std::string wait_until_answering() {
     const unsigned char query[] = {0,   1,   1,   0,   0, 1,   0,   0,   0,   0, 0, 0, 5, 'p',
                                    'r', 'o', 'b', 'e', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
     int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
@@ -88,17 +108,25 @@ class DnsmasqServer {
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<std::uint16_t>(port_));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    std::string error = "dnsmasq did not start answering on " + address();
     while (std::chrono::steady_clock::now() < deadline) {
       ::sendto(fd, query, sizeof query, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
       unsigned char reply[512];
       if (::recv(fd, reply, sizeof reply, 0) > 0) {
-        ::close(fd);
-        return;
+        error.clear();
+        break;
+      }
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        error = "dnsmasq exited before answering on " + address() +
+                (WIFEXITED(status) ? " (exit " + std::to_string(WEXITSTATUS(status)) + ")" : "");
+        break;
       }
     }
     ::close(fd);
-    throw std::runtime_error("dnsmasq did not start answering on " + address());
+    return error;
   }
 
   int port_ = 0;

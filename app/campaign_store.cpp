@@ -81,10 +81,13 @@ CampaignStore::CampaignStore(db::Database& db) : db_(db) {
               " WHERE id = $1 AND status = ANY($2::text[])");
   db_.prepare("campaign_skip_unsent",
               "UPDATE deliveries SET state = 'skipped', last_reply = 'campaign cancelled',"
-              " updated_at = now() WHERE campaign_id = $1 AND state IN ('queued', 'deferred')");
+              " updated_at = now() WHERE campaign_id = $1 AND state IN ('queued', 'deferred')"
+              // In flight: its outcome is still to come.
+              " AND (lease_expires_at IS NULL OR lease_expires_at <= now())");
   db_.prepare("campaign_provider_progress",
-              "SELECT provider, state, count(*) FROM deliveries WHERE campaign_id = $1"
-              " GROUP BY provider, state ORDER BY provider");
+              "SELECT provider, CASE WHEN state IN ('queued', 'deferred') AND"
+              " lease_expires_at > now() THEN 'sending' ELSE state END, count(*)"
+              " FROM deliveries WHERE campaign_id = $1 GROUP BY 1, 2 ORDER BY provider");
 }
 
 std::optional<std::int64_t> CampaignStore::find_list(const std::string& name) {

@@ -44,20 +44,22 @@ std::int64_t CampaignProgress::done() const {
 }
 
 MetricsSource::MetricsSource(db::Database& db) : db_(db), queue_(db), counters_(db) {
-  // Both partial indexes of deliveries cover these states, so this reads
-  // only the rows that are not final.
+  // The claim index covers these states, so this reads only the rows that
+  // are not final. In flight: under an unexpired lease.
   db_.prepare(kQueues,
-              "SELECT provider, count(*) FILTER (WHERE state = 'sending'),"
-              " count(*) FILTER (WHERE state IN ('queued', 'deferred'))"
-              " FROM deliveries WHERE state IN ('queued', 'deferred', 'sending')"
+              "SELECT provider, count(*) FILTER (WHERE lease_expires_at > now()),"
+              " count(*) FILTER (WHERE lease_expires_at IS NULL OR lease_expires_at <= now())"
+              " FROM deliveries WHERE state IN ('queued', 'deferred')"
               " GROUP BY provider ORDER BY provider");
   db_.prepare(kCampaigns,
-              "SELECT c.id, c.name, c.status, d.state, count(d.state)"
-              " FROM campaigns c LEFT JOIN deliveries d ON d.campaign_id = c.id"
+              "SELECT c.id, c.name, c.status, x.state, count(x.state)"
+              " FROM campaigns c LEFT JOIN LATERAL (SELECT CASE WHEN d.state IN"
+              "  ('queued', 'deferred') AND d.lease_expires_at > now() THEN 'sending'"
+              "  ELSE d.state END AS state FROM deliveries d WHERE d.campaign_id = c.id) x ON true"
               " WHERE c.status NOT IN ('finished', 'cancelled')"
               "  OR coalesce(c.finished_at, c.updated_at) > now() - $1::bigint * interval '1 "
               "second'"
-              " GROUP BY c.id, c.name, c.status, d.state ORDER BY c.id DESC");
+              " GROUP BY c.id, c.name, c.status, x.state ORDER BY c.id DESC");
   // Buckets of equal width ending at now(); the mode is the most severe one
   // seen in the bucket, so a short suspension is not averaged away.
   db_.prepare(kHistory,

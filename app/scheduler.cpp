@@ -112,10 +112,6 @@ Scheduler::Scheduler(CampaignStore& store, db::DeliveryQueue& queue, CampaignLif
 TickReport Scheduler::tick(std::optional<std::int64_t> only) {
   TickReport report;
   const SysTime now = clock_();
-  report.requeued = queue_.requeue_expired();
-  if (report.requeued > 0) {
-    spdlog::warn("{} deliveries whose lease expired went back to the queue", report.requeued);
-  }
   for (const Campaign& c : store_.active()) {
     if (only && c.id != *only) continue;
     const auto window = c.window();

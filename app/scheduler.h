@@ -6,8 +6,8 @@
 // cancel (any unfinished state -> cancelled; unsent deliveries become
 // skipped). Impossible transitions are UsageErrors that say what applies.
 //
-// Scheduler tick (every worker, every [worker] tick): returns expired leases
-// to the queue; starts scheduled campaigns that are due; moves running
+// Scheduler tick (every worker, every [worker] tick): starts scheduled
+// campaigns that are due; moves running
 // campaigns outside their daily window to waiting_window and back when the
 // window opens; marks finished the campaigns whose deliveries are all final.
 // Every change is a conditional update, so many workers may tick at once.
@@ -74,7 +74,6 @@ struct TickReport {
   std::vector<std::int64_t> window_opened;
   std::vector<std::int64_t> window_closed;
   std::vector<std::int64_t> finished;
-  std::size_t requeued = 0;
 };
 
 class Scheduler {

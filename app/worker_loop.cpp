@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <map>
 #include <thread>
 
 namespace mailer::app {
@@ -45,7 +46,15 @@ std::size_t WorkerLoop::claim_round() {
     auto batch = queue_.claim(provider, options_.worker_id, want, s.lease, options_.campaign);
     if (batch.size() < want) exhausted_[provider] = true;
     if (batch.empty()) continue;
-    for (const auto& d : batch) held_.insert(d.id);
+    std::map<std::string, std::size_t> taken_over;
+    for (const auto& d : batch) {
+      held_.insert(d.id);
+      if (!d.expired_lease_of.empty()) ++taken_over[d.expired_lease_of];
+    }
+    for (const auto& [owner, n] : taken_over) {
+      spdlog::warn("took over {} {} deliveries whose lease by worker {} had expired", n, provider,
+                   owner);
+    }
     claimed += batch.size();
     transport_.submit(std::move(batch));
   }

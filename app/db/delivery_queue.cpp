@@ -61,7 +61,6 @@ constexpr const char* kClaim = "queue_claim";
 constexpr const char* kOutcomes = "queue_outcomes";
 constexpr const char* kRenew = "queue_renew";
 constexpr const char* kRelease = "queue_release";
-constexpr const char* kRequeue = "queue_requeue_expired";
 constexpr const char* kFinish = "queue_finish_completed";
 constexpr const char* kCounts = "queue_counts";
 constexpr const char* kProviders = "queue_providers";
@@ -150,23 +149,26 @@ DeliveryQueue::DeliveryQueue(Database& db) : db_(db) {
               "UPDATE campaigns SET audience_frozen_at = now(), updated_at = now() WHERE id = $1");
 
   // The hot path. `picked` walks the claim index (provider, next_attempt_at)
-  // and locks only the delivery rows, skipping rows other workers hold.
-  // Addresses suppressed since the freeze become skipped, not claimed.
+  // and locks only the delivery rows, skipping rows other workers are
+  // claiming and rows under an unexpired lease. The claim writes only lease
+  // columns, which no index covers, so the update is heap-only. Addresses
+  // suppressed since the freeze become skipped, not claimed.
   db_.prepare(kClaim,
               "WITH picked AS ("
               " SELECT d.id, r.email, r.attributes, (s.email_key IS NOT NULL) AS suppressed,"
-              "  s.reason AS suppressed_reason"
+              "  s.reason AS suppressed_reason, d.lease_owner AS expired_owner"
               " FROM deliveries d"
               " JOIN campaigns c ON c.id = d.campaign_id AND c.status = 'running'"
               " JOIN recipients r ON r.id = d.recipient_id"
               " LEFT JOIN suppressions s ON s.email_key = r.email_key"
               " WHERE d.provider = $1 AND d.state IN ('queued', 'deferred')"
               "  AND d.next_attempt_at <= now() AND ($5::bigint = 0 OR d.campaign_id = $5)"
+              "  AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= now())"
               " ORDER BY d.next_attempt_at LIMIT $3"
               " FOR UPDATE OF d SKIP LOCKED),"
               " claimed AS ("
               " UPDATE deliveries d SET"
-              "  state = CASE WHEN p.suppressed THEN 'skipped' ELSE 'sending' END,"
+              "  state = CASE WHEN p.suppressed THEN 'skipped' ELSE d.state END,"
               "  lease_owner = CASE WHEN p.suppressed THEN NULL ELSE $2 END,"
               "  lease_expires_at = CASE WHEN p.suppressed THEN NULL"
               "   ELSE now() + $4::bigint * interval '1 millisecond' END,"
@@ -180,20 +182,24 @@ DeliveryQueue::DeliveryQueue(Database& db) : db_(db) {
               " SELECT c.id, c.campaign_id, c.recipient_id, p.email, p.attributes::text,"
               "  c.attempts, " +
                   to_micros("c.first_attempt_at") +
-                  " FROM claimed c JOIN picked p ON p.id = c.id WHERE c.state = 'sending'");
+                  ", p.expired_owner FROM claimed c JOIN picked p ON p.id = c.id"
+                  " WHERE c.state <> 'skipped'");
 
   // One statement per batch of outcomes, guarded by the lease: rows no longer
-  // leased by this owner are left alone. Bounces suppress the address in the
+  // leased by this owner are left alone. The owner is a column of the
+  // materialised batch, a join condition rather than a filter on deliveries:
+  // statistics taken while nothing was leased put the rows leased by $1 at
+  // about none, and with the filter the planner would walk the claim index
+  // and rescan the whole batch for each row it finds. Bounces suppress the address in the
   // same statement.
   db_.prepare(
       kOutcomes,
-      "WITH o AS ("
-      " SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[],"
-      "  $7::text[]) AS o(id, kind, next_us, code, reply, signal)),"
+      "WITH o AS MATERIALIZED ("
+      " SELECT *, $1::text AS owner FROM unnest($2::bigint[], $3::text[], $4::bigint[],"
+      "  $5::int[], $6::text[], $7::text[]) AS o(id, kind, next_us, code, reply, signal)),"
       " u AS ("
       " UPDATE deliveries d SET"
-      "  state = CASE o.kind WHEN 'released' THEN"
-      "   (CASE WHEN d.attempts > 0 THEN 'deferred' ELSE 'queued' END) ELSE o.kind END,"
+      "  state = CASE o.kind WHEN 'released' THEN d.state ELSE o.kind END,"
       "  attempts = d.attempts + CASE WHEN o.kind = 'released' THEN 0 ELSE 1 END,"
       "  first_attempt_at = CASE WHEN o.kind = 'released' THEN d.first_attempt_at"
       "   ELSE COALESCE(d.first_attempt_at, now()) END,"
@@ -206,7 +212,8 @@ DeliveryQueue::DeliveryQueue(Database& db) : db_(db) {
           "  last_reply = CASE WHEN o.kind = 'released' THEN d.last_reply ELSE o.reply END,"
           "  last_signal = CASE WHEN o.kind = 'released' THEN d.last_signal ELSE o.signal END,"
           "  lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
-          " FROM o WHERE d.id = o.id AND d.state = 'sending' AND d.lease_owner = $1"
+          " FROM o WHERE d.id = o.id AND d.lease_owner = o.owner AND d.state IN ('queued', "
+          "'deferred')"
           " RETURNING d.id, d.state, d.recipient_id, d.campaign_id, d.last_reply),"
           " s AS ("
           " INSERT INTO suppressions (email_key, reason, source, campaign_id, detail)"
@@ -215,27 +222,28 @@ DeliveryQueue::DeliveryQueue(Database& db) : db_(db) {
           " ON CONFLICT (email_key) DO NOTHING)"
           " SELECT count(*) FROM u");
 
+  db_.prepare(kRenew,
+              "UPDATE deliveries SET lease_expires_at = now() + $2::bigint * interval '1 "
+              "millisecond' WHERE state IN ('queued', 'deferred') AND lease_owner = $1"
+              " AND id = ANY($3::bigint[])");
+  // No index holds lease_owner (that would make claims write one): the
+  // claim index's rows are read, which is once per worker start and stop.
   db_.prepare(
-      kRenew,
-      "UPDATE deliveries SET lease_expires_at = now() + $2::bigint * interval '1 "
-      "millisecond' WHERE state = 'sending' AND lease_owner = $1 AND id = ANY($3::bigint[])");
-  db_.prepare(kRelease,
-              "UPDATE deliveries SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' "
-              "END, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
-              " WHERE state = 'sending' AND lease_owner = $1");
-  db_.prepare(kRequeue,
-              "UPDATE deliveries SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' "
-              "END, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
-              " WHERE state = 'sending' AND lease_expires_at < now()");
+      kRelease,
+      "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+      " WHERE state IN ('queued', 'deferred') AND lease_owner = $1");
   db_.prepare(
       kFinish,
       "UPDATE campaigns c SET status = 'finished', finished_at = now(), updated_at = now()"
       " WHERE c.status IN ('running', 'waiting_window') AND c.audience_frozen_at IS NOT NULL"
       " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.campaign_id = c.id"
-      "  AND d.state IN ('queued', 'sending', 'deferred'))"
+      "  AND d.state IN ('queued', 'deferred'))"
       " RETURNING c.id");
+  // "sending" is derived: an open delivery under an unexpired lease.
   db_.prepare(kCounts,
-              "SELECT state, count(*) FROM deliveries WHERE campaign_id = $1 GROUP BY state");
+              "SELECT CASE WHEN state IN ('queued', 'deferred') AND lease_expires_at > now()"
+              " THEN 'sending' ELSE state END, count(*)"
+              " FROM deliveries WHERE campaign_id = $1 GROUP BY 1");
   // A skip scan: one index probe per distinct provider instead of reading
   // every queued row.
   db_.prepare(kProviders,
@@ -253,9 +261,10 @@ DeliveryQueue::DeliveryQueue(Database& db) : db_(db) {
               " SELECT"
               " (SELECT count(*) FROM (SELECT 1 FROM deliveries d JOIN running c ON c.id ="
               "   d.campaign_id WHERE d.state IN ('queued', 'deferred') AND d.next_attempt_at <="
-              "   now() LIMIT 1000000) x),"
+              "   now() AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= now())"
+              "   LIMIT 1000000) x),"
               " (SELECT count(*) FROM deliveries d JOIN running c ON c.id = d.campaign_id"
-              "   WHERE d.state = 'sending'),"
+              "   WHERE d.state IN ('queued', 'deferred') AND d.lease_expires_at > now()),"
               " (SELECT " +
                   to_micros("min(d.next_attempt_at)") +
                   " FROM deliveries d JOIN running c ON c.id = d.campaign_id"
@@ -315,6 +324,12 @@ std::vector<ClaimedDelivery> DeliveryQueue::claim(std::string_view provider, std
                                                   std::chrono::milliseconds lease,
                                                   std::optional<std::int64_t> campaign_id) {
   return db_.transact([&](pqxx::work& w) {
+    // The claim must walk the claim index in next_attempt_at order and stop
+    // at `limit`. Row estimates that put few of a provider's rows in running
+    // campaigns (a table of many finished ones, or stale statistics) make
+    // collecting every due row and sorting them look cheaper: that reads the
+    // whole queue per claim. Without sorting the ordered walk is the plan.
+    w.exec("SET LOCAL enable_sort = off");
     pqxx::result r = w.exec_prepared(
         kClaim, std::string(provider), std::string(owner), static_cast<std::int64_t>(limit),
         static_cast<std::int64_t>(lease.count()), campaign_id.value_or(0));
@@ -330,6 +345,7 @@ std::vector<ClaimedDelivery> DeliveryQueue::claim(std::string_view provider, std
       d.attributes_json = row[4].c_str();
       d.attempts = row[5].as<int>();
       d.first_attempt_at = optional_time(row[6]);
+      if (!row[7].is_null()) d.expired_lease_of = row[7].c_str();
       out.push_back(std::move(d));
     }
     return out;
@@ -381,12 +397,6 @@ std::size_t DeliveryQueue::renew_leases(std::string_view owner,
 std::size_t DeliveryQueue::release_leases(std::string_view owner) {
   return db_.transact([&](pqxx::work& w) {
     return static_cast<std::size_t>(w.exec_prepared(kRelease, std::string(owner)).affected_rows());
-  });
-}
-
-std::size_t DeliveryQueue::requeue_expired() {
-  return db_.transact([&](pqxx::work& w) {
-    return static_cast<std::size_t>(w.exec_prepared(kRequeue).affected_rows());
   });
 }
 

@@ -1,7 +1,7 @@
 // The PostgreSQL delivery queue: freezing a campaign's audience into
 // deliveries, claiming sendable deliveries per provider under a lease
 // (FOR UPDATE SKIP LOCKED), writing outcomes back in batches (one statement
-// per batch), returning expired leases, detecting finished campaigns, and
+// per batch), taking over expired leases, detecting finished campaigns, and
 // keeping the throttle's per-(provider, egress) state and history.
 //
 // PostgreSQL is the source of truth; every method is one transaction, safe to
@@ -40,6 +40,9 @@ struct ClaimedDelivery {
   int attempts = 0;
   // When the first attempt was made; nullopt for a first attempt.
   std::optional<SysTime> first_attempt_at;
+  // The worker whose lease on this delivery had expired when it was claimed
+  // (it died or hung); empty for a delivery nobody held.
+  std::string expired_lease_of;
 };
 
 // What became of one claimed delivery.
@@ -134,10 +137,13 @@ class DeliveryQueue {
   FreezeResult freeze_audience(std::int64_t campaign_id, const ProviderOf& provider_of);
 
   // Claims up to `limit` deliveries for `provider` that are due now, from
-  // running campaigns (only `campaign_id` when given), oldest due first:
-  // state sending, leased to `owner` until now + `lease`. Deliveries whose
-  // address was suppressed after the freeze are marked skipped instead and
-  // not returned. Rows locked by another worker are skipped, never waited for.
+  // running campaigns (only `campaign_id` when given), oldest due first,
+  // leased to `owner` until now + `lease`: their state stays queued or
+  // deferred, reported as "sending" while the lease lasts. A delivery whose
+  // lease expired (its worker died or hung) is claimable as any other.
+  // Deliveries whose address was suppressed after the freeze are marked
+  // skipped instead and not returned. Rows locked by another worker are
+  // skipped, never waited for.
   std::vector<ClaimedDelivery> claim(std::string_view provider, std::string_view owner,
                                      std::size_t limit, std::chrono::milliseconds lease,
                                      std::optional<std::int64_t> campaign_id = std::nullopt);
@@ -158,10 +164,6 @@ class DeliveryQueue {
   // Returns every lease `owner` still holds to the queue untouched (queued,
   // or deferred when attempted before). Returns the count.
   std::size_t release_leases(std::string_view owner);
-
-  // Returns deliveries whose lease expired (their worker died or hung) to the
-  // queue. Returns the count.
-  std::size_t requeue_expired();
 
   // Marks finished every running or waiting_window campaign whose audience is
   // frozen and whose deliveries are all final (sent, bounced, failed,

@@ -40,10 +40,17 @@ class QueueTest : public ::testing::Test {
     return id;
   }
 
+  // The state as reported: an open delivery under an unexpired lease is
+  // "sending" (the stored state stays queued or deferred).
   std::string state_of(std::int64_t delivery) {
     pqxx::connection c(t_.url());
     pqxx::work w(c);
-    return w.exec_params1("SELECT state FROM deliveries WHERE id = $1", delivery)[0]
+    return w
+        .exec_params1(
+            "SELECT CASE WHEN state IN ('queued', 'deferred') AND"
+            " lease_expires_at > now() THEN 'sending' ELSE state END"
+            " FROM deliveries WHERE id = $1",
+            delivery)[0]
         .as<std::string>();
   }
 
@@ -173,19 +180,28 @@ TEST_F(QueueTest, ReleasedAndExpiredLeasesReturnToTheQueue) {
   EXPECT_EQ(queue_.write_outcomes("w1", {outcome(batch[0].id, OutcomeKind::kReleased)}), 1u);
   EXPECT_EQ(state_of(batch[0].id), "queued");
   EXPECT_EQ(queue_.release_leases("w1"), 2u);
-  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sending'"), 0);
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL"),
+            0);
   EXPECT_EQ(query_int(t_.url(), "SELECT max(attempts) FROM deliveries"), 0);
 
   auto again = queue_.claim("gmail", "dead", 10, std::chrono::minutes(1));
   ASSERT_EQ(again.size(), 3u);
-  EXPECT_EQ(queue_.requeue_expired(), 0u);
+  for (const auto& d : again) EXPECT_EQ(d.expired_lease_of, "");
+  EXPECT_EQ(state_of(again[0].id), "sending");
+  // Held: nobody else gets them.
+  EXPECT_TRUE(queue_.claim("gmail", "w2", 10, std::chrono::minutes(1)).empty());
   exec_sql(t_.url(),
            "UPDATE deliveries SET lease_expires_at = now() - interval '1 second' WHERE "
-           "state = 'sending'");
-  EXPECT_EQ(queue_.requeue_expired(), 3u);
-  // The dead worker's late outcome is refused; the next claim gets the rows.
+           "lease_owner = 'dead'");
+  EXPECT_EQ(state_of(again[0].id), "queued");
+  // Expired: the next claim takes them over and says whose lease it was.
+  auto taken = queue_.claim("gmail", "w2", 10, std::chrono::minutes(1));
+  ASSERT_EQ(taken.size(), 3u);
+  for (const auto& d : taken) EXPECT_EQ(d.expired_lease_of, "dead");
+  // The dead worker's late outcome is refused now that w2 holds the rows.
   EXPECT_EQ(queue_.write_outcomes("dead", {outcome(again[0].id, OutcomeKind::kSent)}), 0u);
-  EXPECT_EQ(queue_.claim("gmail", "w2", 10, std::chrono::minutes(1)).size(), 3u);
+  EXPECT_EQ(queue_.write_outcomes("w2", {outcome(again[0].id, OutcomeKind::kSent)}), 1u);
+  EXPECT_EQ(state_of(again[0].id), "sent");
 }
 
 TEST_F(QueueTest, RenewExtendsOnlyTheGivenLeases) {

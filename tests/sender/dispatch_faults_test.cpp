@@ -48,8 +48,9 @@ class DispatchFaultsTest : public mailer::testing::DispatchFixture {
     mailer::testing::write_file(dir_ + "/mailer.toml", toml);
     start_campaign(kRecipients);
     start_worker();
-    const bool settled = wait_for([&] { return count("state IN ('queued', 'sending')") == 0; },
-                                  std::chrono::seconds(30));
+    const bool settled =
+        wait_for([&] { return count("state = 'queued' OR lease_owner IS NOT NULL") == 0; },
+                 std::chrono::seconds(30));
     const auto stopping = std::chrono::steady_clock::now();
     const int code = stop_worker();
     stop_took_ = std::chrono::steady_clock::now() - stopping;

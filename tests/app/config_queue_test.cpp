@@ -4,18 +4,12 @@
 
 #include "app/config.h"
 #include "app/errors.h"
+#include "tests/support/config_error.h"
 
 namespace mailer::app {
 namespace {
 
-std::string error_of(const std::string& text) {
-  try {
-    parse_config(text, "mailer.toml");
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using mailer::testing::config_error_of;
 
 TEST(ConfigQueue, EmptyFileGivesDocumentedWorkerDefaults) {
   const WorkerSettings w = parse_config("", "mailer.toml").worker;
@@ -50,26 +44,27 @@ past_due_warning = "2d"
 }
 
 TEST(ConfigQueue, BadWorkerValuesNameFileLineAndKey) {
-  EXPECT_NE(error_of("[worker]\nlease = \"soon\"\n").find("mailer.toml:2: key \"worker.lease\""),
-            std::string::npos)
-      << error_of("[worker]\nlease = \"soon\"\n");
-  EXPECT_NE(error_of("[worker]\nclaim_batch = 0\n")
+  EXPECT_NE(
+      config_error_of("[worker]\nlease = \"soon\"\n").find("mailer.toml:2: key \"worker.lease\""),
+      std::string::npos)
+      << config_error_of("[worker]\nlease = \"soon\"\n");
+  EXPECT_NE(config_error_of("[worker]\nclaim_batch = 0\n")
                 .find("mailer.toml:2: key \"worker.claim_batch\": must be between 1 and 100000"),
             std::string::npos)
-      << error_of("[worker]\nclaim_batch = 0\n");
-  EXPECT_NE(error_of("[worker]\nclaim_batch = \"many\"\n").find("expected an integer"),
+      << config_error_of("[worker]\nclaim_batch = 0\n");
+  EXPECT_NE(config_error_of("[worker]\nclaim_batch = \"many\"\n").find("expected an integer"),
             std::string::npos);
-  EXPECT_NE(error_of("[worker]\nclaim_batch = 600\nmax_leased = 500\n")
+  EXPECT_NE(config_error_of("[worker]\nclaim_batch = 600\nmax_leased = 500\n")
                 .find("key \"worker.max_leased\": must be at least claim_batch"),
             std::string::npos);
-  EXPECT_NE(error_of("[worker]\nlease = \"10s\"\nflush_interval = \"6s\"\n")
+  EXPECT_NE(config_error_of("[worker]\nlease = \"10s\"\nflush_interval = \"6s\"\n")
                 .find("key \"worker.flush_interval\": must be at most half the lease"),
             std::string::npos);
-  EXPECT_NE(
-      error_of("[worker]\nlease = \"500ms\"\n").find("key \"worker.lease\": must be at least 1s"),
-      std::string::npos);
-  EXPECT_NE(error_of("[worker]\nleese = \"5m\"\n").find("worker.leese"), std::string::npos)
-      << error_of("[worker]\nleese = \"5m\"\n");
+  EXPECT_NE(config_error_of("[worker]\nlease = \"500ms\"\n")
+                .find("key \"worker.lease\": must be at least 1s"),
+            std::string::npos);
+  EXPECT_NE(config_error_of("[worker]\nleese = \"5m\"\n").find("worker.leese"), std::string::npos)
+      << config_error_of("[worker]\nleese = \"5m\"\n");
 }
 
 }  // namespace

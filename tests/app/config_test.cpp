@@ -10,19 +10,13 @@
 #include <sstream>
 
 #include "app/errors.h"
+#include "tests/support/config_error.h"
 #include "tests/support/process.h"
 
 namespace mailer::app {
 namespace {
 
-std::string error_of(const std::string& text) {
-  try {
-    parse_config(text, "mailer.toml");
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using mailer::testing::config_error_of;
 
 TEST(Config, EmptyFileGivesDocumentedDefaults) {
   Config c = parse_config("", "mailer.toml");
@@ -89,40 +83,41 @@ listen = "0.0.0.0:9000"
 }
 
 TEST(Config, UnknownKeyIsAnErrorNamingFileLineAndKey) {
-  EXPECT_EQ(error_of("[sender]\nhelo_name = \"a\"\nhelo = \"b\"\n"),
+  EXPECT_EQ(config_error_of("[sender]\nhelo_name = \"a\"\nhelo = \"b\"\n"),
             "mailer.toml:3: unknown key \"sender.helo\"");
-  EXPECT_EQ(error_of("[sendr]\nx = 1\n"), "mailer.toml:1: unknown key \"sendr\"");
+  EXPECT_EQ(config_error_of("[sendr]\nx = 1\n"), "mailer.toml:1: unknown key \"sendr\"");
 }
 
 TEST(Config, WrongTypeNamesExpectedType) {
-  EXPECT_EQ(error_of("[providers.gmail]\nmax_rate = \"fast\"\n"),
+  EXPECT_EQ(config_error_of("[providers.gmail]\nmax_rate = \"fast\"\n"),
             "mailer.toml:2: key \"providers.gmail.max_rate\": expected a number, got a string");
-  EXPECT_EQ(error_of("[providers.yahoo]\nmax_connections = 2.5\n"),
+  EXPECT_EQ(config_error_of("[providers.yahoo]\nmax_connections = 2.5\n"),
             "mailer.toml:2: key \"providers.yahoo.max_connections\": expected an integer, got a "
             "number");
 }
 
 TEST(Config, BadDurationNamesTheAcceptedForms) {
-  EXPECT_EQ(error_of("[retry]\nmax_age = \"3 days\"\n"),
+  EXPECT_EQ(config_error_of("[retry]\nmax_age = \"3 days\"\n"),
             "mailer.toml:2: key \"retry.max_age\": expected a duration like \"500ms\", \"30s\", "
             "\"5m\", \"4h\", \"3d\", got \"3 days\"");
-  EXPECT_EQ(error_of("[retry]\nmin_backoff = 300\n"),
+  EXPECT_EQ(config_error_of("[retry]\nmin_backoff = 300\n"),
             "mailer.toml:2: key \"retry.min_backoff\": expected a duration string like \"30s\", "
             "\"5m\", \"4h\", got an integer");
 }
 
 TEST(Config, InconsistentValuesAreRejected) {
-  EXPECT_EQ(error_of("[providers.gmail]\nmin_rate = 10\nmax_rate = 5\n"),
+  EXPECT_EQ(config_error_of("[providers.gmail]\nmin_rate = 10\nmax_rate = 5\n"),
             "mailer.toml:3: key \"providers.gmail.max_rate\": must be >= min_rate (10)");
-  EXPECT_EQ(error_of("[providers.hotmail]\n"),
+  EXPECT_EQ(config_error_of("[providers.hotmail]\n"),
             "mailer.toml:1: key \"providers.hotmail\": unknown provider (expected gmail, outlook, "
             "yahoo or other)");
-  EXPECT_EQ(error_of("[sender]\ndefault_route = \"127.0.0.1:25\"\n"),
+  EXPECT_EQ(config_error_of("[sender]\ndefault_route = \"127.0.0.1:25\"\n"),
             "mailer.toml:2: key \"sender.default_route\": expected \"mx\", \"smtp://host:port\" or "
             "\"smtps://host:port\", got \"127.0.0.1:25\"");
-  EXPECT_EQ(error_of("[[dkim]]\ndomain = \"example.com\"\nselector = \"s\"\n"),
+  EXPECT_EQ(config_error_of("[[dkim]]\ndomain = \"example.com\"\nselector = \"s\"\n"),
             "mailer.toml:1: key \"dkim[0].key_file\": is required");
-  EXPECT_EQ(error_of("[[dkim]]\ndomain=\"d\"\nselector=\"s\"\nkey_file=\"k\"\nalgorithm=\"rsa\"\n"),
+  EXPECT_EQ(config_error_of(
+                "[[dkim]]\ndomain=\"d\"\nselector=\"s\"\nkey_file=\"k\"\nalgorithm=\"rsa\"\n"),
             "mailer.toml:5: key \"dkim[0].algorithm\": expected one of rsa-sha256, ed25519-sha256, "
             "got \"rsa\"");
 }
@@ -155,25 +150,25 @@ TEST(Config, SenderSessionAndIdentityKeys) {
   EXPECT_FALSE(d.doctor.ip_blocklists.empty());
 
   EXPECT_EQ(
-      error_of("[sender]\nstarttls = \"maybe\"\n"),
+      config_error_of("[sender]\nstarttls = \"maybe\"\n"),
       "mailer.toml:2: key \"sender.starttls\": expected one of opportunistic, required, none, "
       "got \"maybe\"");
-  EXPECT_EQ(error_of("[sender]\nverp_domain = \"a@b\"\n"),
+  EXPECT_EQ(config_error_of("[sender]\nverp_domain = \"a@b\"\n"),
             "mailer.toml:2: key \"sender.verp_domain\": expected a domain name, got \"a@b\"");
-  EXPECT_EQ(error_of("[sender]\nlanes = 0\n"),
+  EXPECT_EQ(config_error_of("[sender]\nlanes = 0\n"),
             "mailer.toml:2: key \"sender.lanes\": must be between 1 and 256, got 0");
-  EXPECT_EQ(error_of("[sender]\nreply_timeout = \"10ms\"\n"),
+  EXPECT_EQ(config_error_of("[sender]\nreply_timeout = \"10ms\"\n"),
             "mailer.toml:2: key \"sender.reply_timeout\": must be at least 1s");
   EXPECT_EQ(
-      error_of("[doctor]\nip_blocklists = \"zen.spamhaus.org\"\n"),
+      config_error_of("[doctor]\nip_blocklists = \"zen.spamhaus.org\"\n"),
       "mailer.toml:2: key \"doctor.ip_blocklists\": expected an array of strings, got a string");
-  EXPECT_EQ(error_of("[doctor]\nip_blocklists = [1]\n"),
+  EXPECT_EQ(config_error_of("[doctor]\nip_blocklists = [1]\n"),
             "mailer.toml:2: key \"doctor.ip_blocklists\": expected an array of strings, found an "
             "integer in it");
 }
 
 TEST(Config, InvalidTomlReportsLineAndColumn) {
-  const std::string e = error_of("[sender\n");
+  const std::string e = config_error_of("[sender\n");
   EXPECT_EQ(e.rfind("mailer.toml:1:", 0), 0u) << e;
   EXPECT_NE(e.find("invalid TOML"), std::string::npos) << e;
 }

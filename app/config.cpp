@@ -1,6 +1,8 @@
 #include "app/config.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -37,6 +39,15 @@ void read_sender(ConfigReader r, SenderSettings& s) {
   s.default_route = r.get_string("default_route", s.default_route);
   check_route(r, "default_route", s.default_route);
   if (s.egress.empty()) r.fail("egress", "must not be empty");
+  s.source_address = r.get_string("source_address", s.source_address);
+  if (!s.source_address.empty()) {
+    unsigned char buf[sizeof(in6_addr)];
+    if (::inet_pton(AF_INET, s.source_address.c_str(), buf) != 1 &&
+        ::inet_pton(AF_INET6, s.source_address.c_str(), buf) != 1) {
+      r.fail("source_address",
+             fmt::format("expected an IPv4 or IPv6 address, got \"{}\"", s.source_address));
+    }
+  }
   s.starttls = r.get_choice("starttls", s.starttls, {"opportunistic", "required", "none"});
   s.verify_certificates = r.get_bool("verify_certificates", s.verify_certificates);
   s.auth_user = r.get_string("auth_user", s.auth_user);

@@ -29,6 +29,9 @@ struct SenderSettings {
   std::string helo_name = "localhost";
   // Name of this worker's sending IP or pool; part of the throttle key.
   std::string egress = "default";
+  // Local IP address SMTP connections are made from (one of this host's);
+  // empty: the system's choice. One worker per sending IP sets both.
+  std::string source_address;
   // "mx" delivers to the recipient domain's MX; or "smtp://host:port".
   std::string default_route = "mx";
   // STARTTLS on plain smtp:// routes: "opportunistic" (when offered),

@@ -47,6 +47,7 @@ sender::DispatcherSettings dispatcher_settings(const Config& config) {
   sender::DispatcherSettings d;
   d.egress = s.egress;
   d.helo_name = s.helo_name;
+  d.source_address = s.source_address;
   d.default_route = s.default_route;
   d.routes = config.routes;
   d.starttls = s.starttls == "required" ? sender::TlsMode::kRequired

@@ -163,6 +163,7 @@ class Lane {
       return;
     }
     request->helo_name = settings_.helo_name;
+    request->source_address = settings_.source_address;
     request->verify_peer = settings_.verify_peer;
     request->timeouts = settings_.timeouts;
     if (job.route != "mx") {

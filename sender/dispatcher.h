@@ -50,6 +50,8 @@ struct DispatcherSettings {
   // Throttle key part: this worker's sending IP or pool.
   std::string egress = "default";
   std::string helo_name = "localhost";
+  // Local IP address to connect from; empty: the system's choice.
+  std::string source_address;
   // "mx" or "smtp(s)://host:port", for providers without a route of their own.
   std::string default_route = "mx";
   // Provider family (gmail, outlook, yahoo, other, ...) -> route.

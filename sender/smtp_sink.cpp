@@ -72,7 +72,7 @@ std::optional<SinkProfile> sink_profile(std::string_view name) {
   // A provider that throttles at the greeting (generic servers) is answered
   // at MAIL instead: the sink measures messages, not connections.
   p.defer_at = provider->throttle.stage == throttle::SmtpStage::kEndOfData ? SinkStage::kEndOfData
-                                                                       : SinkStage::kMail;
+                                                                           : SinkStage::kMail;
   p.deferral = throttle::format_smtp_reply(provider->throttle);
   p.greeting_refusal = throttle::format_smtp_reply(provider->too_many_connections);
   if (provider->penalty) {

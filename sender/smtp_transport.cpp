@@ -384,6 +384,10 @@ class SmtpTransport::Route {
       curl_easy_setopt(e, CURLOPT_USERNAME, r.auth->user.c_str());
       curl_easy_setopt(e, CURLOPT_PASSWORD, r.auth->password.c_str());
     }
+    if (!r.source_address.empty()) {
+      // "host!" makes curl bind this address, never treat it as an interface name.
+      curl_easy_setopt(e, CURLOPT_INTERFACE, ("host!" + r.source_address).c_str());
+    }
     if (!r.connect_address.empty()) {
       std::string entry = host_and_port(key_) + ":" + r.connect_address;
       t.resolve = curl_slist_append(nullptr, entry.c_str());

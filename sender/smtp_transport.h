@@ -76,6 +76,9 @@ struct SendRequest {
   std::optional<SmtpCredentials> auth;
   // Name sent with EHLO/HELO.
   std::string helo_name = "localhost";
+  // Local IP address to connect from (an address of this host); empty: the
+  // system's choice. Not being able to bind it is a connection failure.
+  std::string source_address;
   // Envelope sender (reverse path), without angle brackets; may be empty.
   std::string envelope_from;
   // The one recipient, without angle brackets.

@@ -122,6 +122,22 @@ TEST(Config, InconsistentValuesAreRejected) {
             "got \"rsa\"");
 }
 
+TEST(Config, SourceAddressIsAnIpLiteral) {
+  EXPECT_EQ(parse_config("", "mailer.toml").sender.source_address, "");
+  EXPECT_EQ(parse_config("[sender]\nsource_address = \"192.0.2.10\"\n", "mailer.toml")
+                .sender.source_address,
+            "192.0.2.10");
+  EXPECT_EQ(parse_config("[sender]\nsource_address = \"2001:db8::25\"\n", "mailer.toml")
+                .sender.source_address,
+            "2001:db8::25");
+  EXPECT_EQ(config_error_of("[sender]\nsource_address = \"eth0\"\n"),
+            "mailer.toml:2: key \"sender.source_address\": expected an IPv4 or IPv6 address, got "
+            "\"eth0\"");
+  EXPECT_EQ(config_error_of("[sender]\nsource_address = \"10.0.0.1\\r\\nX: y\"\n"),
+            "mailer.toml:2: key \"sender.source_address\": expected an IPv4 or IPv6 address, got "
+            "\"10.0.0.1\r\nX: y\"");
+}
+
 TEST(Config, SenderSessionAndIdentityKeys) {
   const Config c = parse_config(
       "[sender]\nstarttls = \"required\"\nverify_certificates = false\nauth_user = \"relay\"\n"

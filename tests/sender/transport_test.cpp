@@ -1,11 +1,15 @@
 // SmtpTransport against real SMTP peers on loopback: Postfix's smtp-sink
 // (with its fault options) and our own rehearsal sink.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <future>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "sender/smtp_sink.h"
 #include "sender/smtp_transport.h"
@@ -253,6 +257,68 @@ TEST_F(TransportTest, MalformedRouteCompletesWithAnError) {
   SendResult r = send_one(req);
   EXPECT_EQ(r.outcome, SendOutcome::kConnectionFailed);
   EXPECT_NE(r.error.find("route"), std::string::npos);
+}
+
+// A peer that records the address each connection comes from and turns it
+// away with a 421 greeting.
+class AddressRecordingPeer {
+ public:
+  AddressRecordingPeer() : acceptor_(io_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
+    thread_ = std::thread([this] {
+      boost::system::error_code ec;
+      for (;;) {
+        boost::asio::ip::tcp::socket s(io_);
+        acceptor_.accept(s, ec);
+        if (ec) return;
+        {
+          std::lock_guard lock(mutex_);
+          peers_.push_back(s.remote_endpoint(ec).address().to_string());
+        }
+        boost::asio::write(s, boost::asio::buffer(std::string("421 4.3.2 not now\r\n")), ec);
+      }
+    });
+  }
+  ~AddressRecordingPeer() {
+    // Closing does not wake a blocked accept(); shutting the listening socket
+    // down does (accept fails with EINVAL).
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
+    thread_.join();
+  }
+  std::string route() const {
+    return "smtp://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port());
+  }
+  std::vector<std::string> peers() {
+    std::lock_guard lock(mutex_);
+    return peers_;
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::mutex mutex_;
+  std::vector<std::string> peers_;
+  std::thread thread_;
+};
+
+TEST_F(TransportTest, ConnectsFromTheConfiguredSourceAddress) {
+  AddressRecordingPeer peer;
+  SendRequest req = request_to(peer.route());
+  req.source_address = "127.0.0.2";
+  SendResult r = send_one(req);
+  EXPECT_EQ(r.outcome, SendOutcome::kRejected);
+  EXPECT_EQ(r.reply.code, 421);
+  SendResult plain = send_one(request_to(peer.route()));
+  EXPECT_EQ(plain.outcome, SendOutcome::kRejected);
+  EXPECT_EQ(peer.peers(), (std::vector<std::string>{"127.0.0.2", "127.0.0.1"}));
+}
+
+TEST_F(TransportTest, SourceAddressNotOfThisHostIsAConnectionFailure) {
+  AddressRecordingPeer peer;
+  SendRequest req = request_to(peer.route());
+  req.source_address = "192.0.2.77";  // TEST-NET-1: on no interface here
+  SendResult r = send_one(req);
+  EXPECT_EQ(r.outcome, SendOutcome::kConnectionFailed);
+  EXPECT_TRUE(peer.peers().empty());
 }
 
 TEST_F(TransportTest, EnvelopeWithLineBreakIsRefusedBeforeConnecting) {

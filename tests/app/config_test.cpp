@@ -244,16 +244,65 @@ TEST_F(ConfigLookup, MissingExplicitFileIsAUsageError) {
 namespace mailer::app {
 namespace {
 
-// The shipped example documents every key; it must stay valid.
-TEST(Config, ShippedExampleParses) {
+std::string shipped_example() {
   const std::string path = std::string(MAILER_SOURCE_DIR) + "/deploy/mailer.example.toml";
   std::ifstream in(path);
-  ASSERT_TRUE(in) << path;
+  EXPECT_TRUE(in) << path;
   std::stringstream text;
   text << in.rdbuf();
-  Config c = parse_config(text.str(), path);
+  return text.str();
+}
+
+// The example's commented-out tables ("# [[reply_rule]]" and the lines up to
+// the next blank line) made live, as a user who copies them would.
+std::string with_commented_tables_enabled(const std::string& text) {
+  std::istringstream in(text);
+  std::string out, line;
+  bool live = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("# [", 0) == 0) live = true;
+    if (line.empty() || line.rfind("# ", 0) != 0) live = false;
+    out += (live ? line.substr(2) : line) + "\n";
+  }
+  return out;
+}
+
+// The shipped example documents every key; it must stay valid, and the values
+// it says are the defaults must be the defaults.
+TEST(Config, ShippedExampleParses) {
+  Config c = parse_config(shipped_example(), "mailer.example.toml");
   EXPECT_EQ(c.dkim.size(), 1u);
   EXPECT_EQ(c.sender.default_route, "mx");
+  const throttle::ProviderPolicy defaults;
+  const throttle::ProviderPolicy& gmail = c.throttle.providers.at("gmail");
+  EXPECT_DOUBLE_EQ(gmail.increase_step, defaults.increase_step);
+  EXPECT_DOUBLE_EQ(gmail.decrease_factor, defaults.decrease_factor);
+  EXPECT_EQ(gmail.reaction_window, defaults.reaction_window);
+  EXPECT_DOUBLE_EQ(gmail.slow_start_growth, defaults.slow_start_growth);
+  EXPECT_DOUBLE_EQ(gmail.slow_start_threshold, defaults.slow_start_threshold);
+  EXPECT_DOUBLE_EQ(gmail.restart_factor, defaults.restart_factor);
+  EXPECT_EQ(gmail.auth_pause, defaults.auth_pause);
+  EXPECT_EQ(gmail.block_pause, defaults.block_pause);
+  EXPECT_EQ(gmail.connection_recovery, defaults.connection_recovery);
+  EXPECT_DOUBLE_EQ(gmail.burst, defaults.burst);
+  const throttle::RetryPolicy retry_defaults;
+  EXPECT_DOUBLE_EQ(c.throttle.retry.multiplier, retry_defaults.multiplier);
+  EXPECT_DOUBLE_EQ(c.throttle.retry.jitter, retry_defaults.jitter);
+  EXPECT_TRUE(c.throttle.reply_rules.empty());
+  EXPECT_TRUE(c.throttle.provider_rules.empty());
+}
+
+TEST(Config, ShippedExampleCommentedTablesParse) {
+  Config c = parse_config(with_commented_tables_enabled(shipped_example()), "example.toml");
+  ASSERT_EQ(c.throttle.provider_rules.size(), 1u);
+  EXPECT_EQ(c.throttle.provider_rules[0].provider, "corp");
+  EXPECT_EQ(c.throttle.providers.count("corp"), 1u);
+  ASSERT_EQ(c.throttle.reply_rules.size(), 2u);
+  EXPECT_EQ(c.throttle.reply_rules[1].signal, throttle::Signal::kSuspend);
+  EXPECT_EQ(c.throttle.reply_rules[1].suspend_for, std::chrono::hours(1));
+  ASSERT_EQ(c.throttle.retry_by_signal.count(throttle::Signal::kRecipientTempfail), 1u);
+  EXPECT_EQ(c.throttle.retry_by_signal.at(throttle::Signal::kRecipientTempfail).min_backoff,
+            std::chrono::minutes(30));
 }
 
 }  // namespace

@@ -389,31 +389,60 @@ class ImportRun {
     // The merge keeps the chunk's verdicts in memory rather than in a
     // temporary file.
     w.exec("SET LOCAL work_mem = '64MB'");
+    // Compiling the chunk's statements costs more than it saves.
+    w.exec("SET LOCAL jit = off");
     if (!staged_.empty()) {
-      w.exec(sql::kCreateStaging);
-      CopyStream copy(w, sql::kStageTable,
-                      {"line", "email", "email_key", "domain", "attributes", "first"});
-      for (const auto& r : staged_) {
-        copy.write(std::tie(r.line, r.email, r.key, r.domain, r.attributes, r.first));
-      }
-      copy.complete();
       auto t0 = std::chrono::steady_clock::now();
-      for (const auto& row :
-           w.exec_params(sql::kMergeChunk, list_id_, started_at_, rejects_.is_open())) {
-        const std::string kind = row[0].as<std::string>();
-        if (kind == "count") {
-          out.statuses[row[1].as<std::string>()] = row[2].as<std::uint64_t>();
-        } else {
-          out.not_added.push_back({row[2].as<std::uint64_t>(), row[1].as<std::string>(),
-                                   row[3].is_null() ? "" : row[3].as<std::string>(),
-                                   row[4].as<std::string>()});
+      // Addresses the database knows (a recipient or a suppression) need the
+      // merge statement; the others are new, and the first row of each is
+      // COPYed straight into recipients and list_members.
+      std::vector<std::optional<std::string>> keys;
+      for (const auto& r : staged_) {
+        if (r.first) keys.emplace_back(r.key);
+      }
+      const std::string key_array = db::pg_text_array(keys);
+      bool written = false;
+      std::size_t known_rows = 0;
+      if (!expect_known_) {
+        // Most chunks of a new list hold only new addresses: COPY them
+        // without looking each one up first. The unique key index still
+        // checks every address; one that exists fails the COPY, which is
+        // undone (savepoint), and the chunk takes the lookup path.
+        std::unordered_set<std::string> suppressed;
+        for (const auto& row : w.exec_params(sql::kSuppressedKeys, key_array)) {
+          suppressed.insert(row[0].as<std::string>());
         }
+        auto [fresh, known] = split(suppressed);
+        try {
+          pqxx::subtransaction attempt(w, "import_new_rows");
+          ChunkOutcome tried;
+          if (!fresh.empty()) insert_new(attempt, fresh, tried);
+          attempt.commit();
+          if (!known.empty()) merge_known(w, known, tried);
+          out = std::move(tried);
+          known_rows = known.size();
+          written = true;
+        } catch (const pqxx::unique_violation&) {
+          expect_known_ = true;
+        }
+      }
+      if (!written) {
+        std::unordered_set<std::string> known_keys;
+        for (const auto& row : w.exec_params(sql::kKnownKeys, key_array)) {
+          known_keys.insert(row[0].as<std::string>());
+        }
+        auto [fresh, known] = split(known_keys);
+        if (!known.empty()) merge_known(w, known, out);
+        if (!fresh.empty()) insert_new(w, fresh, out);
+        known_rows = known.size();
+        expect_known_ = !known.empty();
       }
       if (!new_domains.empty()) {
         w.exec_params(sql::kInsertDomains, db::pg_text_array(new_domains),
                       db::pg_text_array(new_providers));
       }
-      spdlog::debug("import: merge took {} ms",
+      spdlog::debug("import: {} new and {} known rows written in {} ms",
+                    staged_.size() - known_rows, known_rows,
                     std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - t0)
                         .count());
@@ -423,6 +452,74 @@ class ImportRun {
     w.exec_prepared(sql::kImportProgress, import_id_, reader_->offset(), reader_->line(),
                     total.to_json().dump());
     return out;
+  }
+
+  // The chunk's rows split into those whose key is not in `known` and those
+  // whose key is.
+  std::pair<std::vector<const StagedRow*>, std::vector<const StagedRow*>> split(
+      const std::unordered_set<std::string>& known) const {
+    std::pair<std::vector<const StagedRow*>, std::vector<const StagedRow*>> parts;
+    for (const auto& r : staged_) (known.count(r.key) ? parts.second : parts.first).push_back(&r);
+    return parts;
+  }
+
+  // Rows whose address the database knows: staged, then one merge statement.
+  void merge_known(pqxx::transaction_base& w, const std::vector<const StagedRow*>& rows, ChunkOutcome& out) {
+    w.exec(sql::kCreateStaging);
+    CopyStream copy(w, sql::kStageTable,
+                    {"line", "email", "email_key", "domain", "attributes", "first"});
+    for (const StagedRow* r : rows) {
+      copy.field(r->line).field(r->email).field(r->key).field(r->domain).field(r->attributes);
+      copy.field(r->first).end_row();
+    }
+    copy.complete();
+    for (const auto& row :
+         w.exec_params(sql::kMergeChunk, list_id_, started_at_, rejects_.is_open())) {
+      const std::string kind = row[0].as<std::string>();
+      if (kind == "count") {
+        out.statuses[row[1].as<std::string>()] += row[2].as<std::uint64_t>();
+      } else {
+        out.not_added.push_back({row[2].as<std::uint64_t>(), row[1].as<std::string>(),
+                                 row[3].is_null() ? "" : row[3].as<std::string>(),
+                                 row[4].as<std::string>()});
+      }
+    }
+  }
+
+  // Rows whose address is new to the database: the first of each becomes a
+  // recipient (ids drawn from the sequence) and a member, by COPY; repeats
+  // are duplicates. An address another import adds at the same time fails
+  // the COPY with a unique violation and the chunk runs again.
+  void insert_new(pqxx::transaction_base& w, const std::vector<const StagedRow*>& rows, ChunkOutcome& out) {
+    std::vector<const StagedRow*> firsts;
+    for (const StagedRow* r : rows) {
+      if (r->first) {
+        firsts.push_back(r);
+        continue;
+      }
+      ++out.statuses["duplicate"];
+      if (rejects_.is_open()) {
+        out.not_added.push_back(
+            {static_cast<std::uint64_t>(r->line), "duplicate", "repeated in file", r->email});
+      }
+    }
+    if (firsts.empty()) return;
+    auto ids = w.exec_prepared(sql::kNextRecipientIds, static_cast<std::int64_t>(firsts.size()));
+    {
+      CopyStream copy(w, "recipients", {"id", "email", "email_key", "domain", "attributes"});
+      for (std::size_t i = 0; i < firsts.size(); ++i) {
+        const StagedRow* r = firsts[i];
+        copy.field(ids[i][0].as<std::int64_t>()).field(r->email).field(r->key);
+        copy.field(r->domain).field(r->attributes).end_row();
+      }
+      copy.complete();
+    }
+    CopyStream members(w, "list_members", {"list_id", "recipient_id"});
+    for (std::size_t i = 0; i < firsts.size(); ++i) {
+      members.field(list_id_).field(ids[i][0].as<std::int64_t>()).end_row();
+    }
+    members.complete();
+    out.statuses["new"] += firsts.size();
   }
 
   static void add_statuses(ImportCounts& c, const std::map<std::string, std::uint64_t>& statuses) {
@@ -547,6 +644,9 @@ class ImportRun {
   std::unordered_map<std::string, std::string> provider_cache_;
   std::unordered_set<std::string> domains_written_;
   std::unordered_set<std::string> chunk_keys_;
+  // The last chunk held addresses the database knew: look the next one's up
+  // before writing instead of trying a plain COPY first.
+  bool expect_known_ = false;
 
   ImportCounts counts_;
   ImportCounts chunk_counts_;

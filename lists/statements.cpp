@@ -73,6 +73,22 @@ UNION ALL
 SELECT 'row', status, line, detail, email FROM v
 WHERE $3 AND status IN ('duplicate', 'suppressed'))SQL";
 
+// The keys of $1 that a recipient or a suppression already has, by one
+// index probe per key whatever the statistics say (the LIMIT keeps each probe
+// a parameterised index scan; EXISTS or = ANY forms were planned as a scan of
+// all recipients into a hash, per chunk).
+const char* const kKnownKeys = R"SQL(
+SELECT k FROM unnest($1::text[]) k,
+  LATERAL (SELECT 1 FROM recipients r WHERE r.email_key = k LIMIT 1) r
+UNION ALL
+SELECT k FROM unnest($1::text[]) k,
+  LATERAL (SELECT 1 FROM suppressions x WHERE x.email_key = k LIMIT 1) x)SQL";
+
+// The keys of $1 that a suppression has (probes as above).
+const char* const kSuppressedKeys = R"SQL(
+SELECT k FROM unnest($1::text[]) k,
+  LATERAL (SELECT 1 FROM suppressions x WHERE x.email_key = k LIMIT 1) x)SQL";
+
 const char* const kInsertDomains = R"SQL(
 INSERT INTO domains (domain, provider)
 SELECT * FROM unnest($1::text[], $2::text[])
@@ -132,6 +148,8 @@ void prepare_list_statements(db::Database& db) {
   // Session advisory lock per import, so two processes never run one import.
   db.prepare(sql::kLockImport, "SELECT pg_try_advisory_lock(1279873876, $1::int)");
   db.prepare(sql::kUnlockImport, "SELECT pg_advisory_unlock(1279873876, $1::int)");
+  db.prepare(sql::kNextRecipientIds,
+             "SELECT nextval('recipients_id_seq') FROM generate_series(1, $1::bigint)");
   db.prepare(sql::kCachedDomains,
              "SELECT domain, mx_status, coalesce(array_to_string(mx_hosts, ' '), '') "
              "FROM domains WHERE domain = ANY (string_to_array($1, ' ')) "

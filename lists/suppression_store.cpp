@@ -123,7 +123,9 @@ SuppressionImportResult SuppressionStore::import_file(
       w.exec("SET LOCAL client_min_messages = warning");
       w.exec(sql::kCreateSuppressionStaging);
       CopyStream copy(w, sql::kSuppressionStageTable, {"email_key", "reason", "detail"});
-      for (const auto& row : chunk) copy.write(row);
+      for (const auto& [key, reason, detail] : chunk) {
+        copy.field(key).field(reason).field(detail).end_row();
+      }
       copy.complete();
       return static_cast<std::uint64_t>(
           w.exec_params(sql::kMergeSuppressionStaging, std::string(source)).affected_rows());

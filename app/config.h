@@ -113,7 +113,7 @@ struct ImportSettings {
   // Shortest time an MX answer stays cached in `domains`, whatever its TTL.
   Duration mx_cache_ttl_min = std::chrono::hours(1);
   // Rows per committed chunk (each commit is a resume point).
-  int chunk_rows = 50000;
+  int chunk_rows = 25000;
   // Longest accepted CSV field in bytes.
   int max_field_bytes = 65536;
 };

@@ -21,7 +21,8 @@ namespace mailer::lists {
 
 class CopyStream {
  public:
-  CopyStream(pqxx::transaction_base& work, const std::string& table, const std::vector<std::string>& columns)
+  CopyStream(pqxx::transaction_base& work, const std::string& table,
+             const std::vector<std::string>& columns)
       : stream_(open(work, table, columns)) {
     buffer_.reserve(kBlockBytes + 4096);
   }
@@ -75,12 +76,12 @@ class CopyStream {
     buffer_.clear();
   }
 
-  static std::unique_ptr<pqxx::tablewriter> open(pqxx::transaction_base& work, const std::string& table,
+  static std::unique_ptr<pqxx::tablewriter> open(pqxx::transaction_base& work,
+                                                 const std::string& table,
                                                  const std::vector<std::string>& columns) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    return std::make_unique<pqxx::tablewriter>(work, table, columns.begin(),
-                                               columns.end());
+    return std::make_unique<pqxx::tablewriter>(work, table, columns.begin(), columns.end());
 #pragma GCC diagnostic pop
   }
 

@@ -6,10 +6,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,8 +28,6 @@
 namespace mailer::lists {
 namespace {
 
-// Progress is reported after this many rows (and after every chunk).
-constexpr std::uint64_t kProgressEveryRows = 4096;
 // Per-import caches of domain answers are cleared beyond this many domains,
 // so memory stays bounded on files with millions of distinct domains.
 constexpr std::size_t kDomainCacheLimit = 200'000;
@@ -48,6 +50,18 @@ struct RejectedRow {
   std::string reason;
   std::string detail;
   std::string email;
+};
+
+// A chunk of the file: its rows past the checks, its rejected rows and
+// counts, and where the file continues after it.
+struct Chunk {
+  std::vector<StagedRow> staged;
+  std::vector<RejectedRow> rejected;
+  ImportCounts counts;
+  // Keys of the staged rows (the first row of an address in the chunk wins).
+  std::unordered_set<std::string> keys;
+  std::uint64_t end_offset = 0;
+  std::uint64_t end_line = 0;
 };
 
 // Attempts of a chunk whose new addresses keep being added by another import
@@ -135,34 +149,86 @@ class ImportRun {
       }
     }
     open_import();
-    CsvRecord record;
-    std::string why;
-    std::uint64_t since_progress = 0;
+    keep_rejects_ = rejects_.is_open();
+    // The file is read and checked on a thread of its own while the chunk
+    // before is written: parsing and the database's work overlap.
+    std::thread reader([this] { read_chunks(); });
+    struct Join {
+      ImportRun& run;
+      std::thread& thread;
+      ~Join() {
+        {
+          std::lock_guard<std::mutex> lock(run.mu_);
+          run.stop_ = true;
+        }
+        run.cv_.notify_all();
+        thread.join();
+      }
+    } join{*this, reader};
     for (;;) {
-      CsvStatus s = reader_->next(record, why);
-      if (s == CsvStatus::kEnd) break;
-      ++chunk_counts_.rows;
-      if (s == CsvStatus::kBadRecord) {
-        reject(record.line, "malformed", why, "");
-      } else {
-        take(record);
-      }
-      if (staged_.size() + rejected_.size() >= o_.chunk_rows) flush();
-      if (++since_progress >= kProgressEveryRows) {
-        since_progress = 0;
-        report();
-      }
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return ready_.has_value() || done_; });
+      if (!ready_) break;
+      writing_ = std::move(*ready_);
+      ready_.reset();
+      lock.unlock();
+      cv_.notify_all();
+      flush();
     }
-    flush();
+    if (read_error_) std::rethrow_exception(read_error_);
     db_.transact([&](pqxx::work& w) {
       w.exec_prepared(sql::kFinishImport, import_id_, counts_.to_json().dump());
       w.exec_prepared(sql::kUnlockImport, import_id_);
     });
-    report();
+    report(total_bytes_);
     return counts_;
   }
 
  private:
+  // The reader thread: records into chunks, each handed to the writer (the
+  // caller's thread) once full; at most one waits while another is written.
+  void read_chunks() {
+    try {
+      CsvRecord record;
+      std::string why;
+      for (;;) {
+        CsvStatus s = reader_->next(record, why);
+        if (s == CsvStatus::kEnd) break;
+        ++reading_.counts.rows;
+        if (s == CsvStatus::kBadRecord) {
+          reject(reading_, record.line, "malformed", why, "");
+        } else {
+          take(record);
+        }
+        if (reading_.staged.size() + reading_.rejected.size() >= o_.chunk_rows && !hand_off())
+          return;
+      }
+      hand_off();
+    } catch (...) {
+      read_error_ = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  // Passes the chunk being read to the writer; false when the import stops.
+  bool hand_off() {
+    reading_.end_offset = reader_->offset();
+    reading_.end_line = reader_->line();
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return !ready_.has_value() || stop_; });
+      if (stop_) return false;
+      ready_ = std::move(reading_);
+    }
+    cv_.notify_all();
+    reading_ = Chunk();
+    return true;
+  }
+
   void open_input() {
     struct stat st {};
     if (::stat(o_.file.c_str(), &st) != 0) {
@@ -256,13 +322,13 @@ class ImportRun {
     if (!has_content) rejects_ << "line,reason,detail,email\n";
   }
 
-  void reject(std::uint64_t line, const std::string& reason, std::string detail,
+  void reject(Chunk& chunk, std::uint64_t line, const std::string& reason, std::string detail,
               std::string email) {
-    ++chunk_counts_.rejected[reason];
-    if (rejects_.is_open())
-      rejected_.push_back({line, reason, std::move(detail), std::move(email)});
+    ++chunk.counts.rejected[reason];
+    if (keep_rejects_)
+      chunk.rejected.push_back({line, reason, std::move(detail), std::move(email)});
     else
-      rejected_.push_back({line, reason, {}, {}});
+      chunk.rejected.push_back({line, reason, {}, {}});
   }
 
   void take(const CsvRecord& record) {
@@ -270,7 +336,7 @@ class ImportRun {
       std::string email = static_cast<std::size_t>(email_col_) < record.fields.size()
                               ? std::string(record.fields[email_col_])
                               : std::string();
-      reject(record.line, "malformed",
+      reject(reading_, record.line, "malformed",
              fmt::format("expected {} fields, found {}", header_.size(), record.fields.size()),
              std::move(email));
       return;
@@ -278,12 +344,12 @@ class ImportRun {
     std::string_view raw = trim_blanks(record.fields[email_col_]);
     auto parsed = EmailAddress::parse(raw);
     if (auto* e = std::get_if<AddressError>(&parsed)) {
-      reject(record.line, "syntax", e->reason, std::string(raw));
+      reject(reading_, record.line, "syntax", e->reason, std::string(raw));
       return;
     }
     const EmailAddress& address = std::get<EmailAddress>(parsed);
     if (auto verdict = rules_.check(address)) {
-      reject(record.line, verdict->reason, verdict->detail, std::string(raw));
+      reject(reading_, record.line, verdict->reason, verdict->detail, std::string(raw));
       return;
     }
     StagedRow row{static_cast<std::int64_t>(record.line),
@@ -293,7 +359,7 @@ class ImportRun {
                   {},
                   {},
                   true};
-    row.first = chunk_keys_.insert(row.key).second;
+    row.first = reading_.keys.insert(row.key).second;
     row.attributes.push_back('{');
     for (std::size_t i = 0; i < record.fields.size(); ++i) {
       if (attribute_keys_[i].empty() || record.fields[i].empty()) continue;
@@ -302,30 +368,30 @@ class ImportRun {
       append_json_string(row.attributes, record.fields[i]);
     }
     row.attributes.push_back('}');
-    staged_.push_back(std::move(row));
+    reading_.staged.push_back(std::move(row));
   }
 
   // Drops rows whose domain cannot receive mail; notes each domain's MX host.
   void check_mx() {
     std::unordered_set<std::string> unknown;
-    for (const auto& r : staged_) {
+    for (const auto& r : writing_.staged) {
       if (mx_cache_.count(r.domain) == 0) unknown.insert(r.domain);
     }
     if (!unknown.empty()) resolve(std::vector<std::string>(unknown.begin(), unknown.end()));
     std::vector<StagedRow> kept;
-    kept.reserve(staged_.size());
-    for (auto& r : staged_) {
+    kept.reserve(writing_.staged.size());
+    for (auto& r : writing_.staged) {
       const MxVerdict& v = mx_cache_.at(r.domain);
       if (v.status == MxStatus::kNullMx || v.status == MxStatus::kNxDomain ||
           v.status == MxStatus::kNoAddress) {
-        reject(static_cast<std::uint64_t>(r.line), "no_mx",
+        reject(writing_, static_cast<std::uint64_t>(r.line), "no_mx",
                fmt::format("{}: {}", to_string(v.status), v.error), r.email);
         continue;
       }
-      if (v.status == MxStatus::kError) ++chunk_counts_.mx_unverified;
+      if (v.status == MxStatus::kError) ++writing_.counts.mx_unverified;
       kept.push_back(std::move(r));
     }
-    staged_ = std::move(kept);
+    writing_.staged = std::move(kept);
   }
 
   void resolve(std::vector<std::string> domains) {
@@ -391,13 +457,13 @@ class ImportRun {
     w.exec("SET LOCAL work_mem = '64MB'");
     // Compiling the chunk's statements costs more than it saves.
     w.exec("SET LOCAL jit = off");
-    if (!staged_.empty()) {
+    if (!writing_.staged.empty()) {
       auto t0 = std::chrono::steady_clock::now();
       // Addresses the database knows (a recipient or a suppression) need the
       // merge statement; the others are new, and the first row of each is
       // COPYed straight into recipients and list_members.
       std::vector<std::optional<std::string>> keys;
-      for (const auto& r : staged_) {
+      for (const auto& r : writing_.staged) {
         if (r.first) keys.emplace_back(r.key);
       }
       const std::string key_array = db::pg_text_array(keys);
@@ -442,14 +508,14 @@ class ImportRun {
                       db::pg_text_array(new_providers));
       }
       spdlog::debug("import: {} new and {} known rows written in {} ms",
-                    staged_.size() - known_rows, known_rows,
+                    writing_.staged.size() - known_rows, known_rows,
                     std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - t0)
                         .count());
     }
     ImportCounts total = after;
     add_statuses(total, out.statuses);
-    w.exec_prepared(sql::kImportProgress, import_id_, reader_->offset(), reader_->line(),
+    w.exec_prepared(sql::kImportProgress, import_id_, writing_.end_offset, writing_.end_line,
                     total.to_json().dump());
     return out;
   }
@@ -459,12 +525,15 @@ class ImportRun {
   std::pair<std::vector<const StagedRow*>, std::vector<const StagedRow*>> split(
       const std::unordered_set<std::string>& known) const {
     std::pair<std::vector<const StagedRow*>, std::vector<const StagedRow*>> parts;
-    for (const auto& r : staged_) (known.count(r.key) ? parts.second : parts.first).push_back(&r);
+    for (const auto& r : writing_.staged) {
+      (known.count(r.key) ? parts.second : parts.first).push_back(&r);
+    }
     return parts;
   }
 
   // Rows whose address the database knows: staged, then one merge statement.
-  void merge_known(pqxx::transaction_base& w, const std::vector<const StagedRow*>& rows, ChunkOutcome& out) {
+  void merge_known(pqxx::transaction_base& w, const std::vector<const StagedRow*>& rows,
+                   ChunkOutcome& out) {
     w.exec(sql::kCreateStaging);
     CopyStream copy(w, sql::kStageTable,
                     {"line", "email", "email_key", "domain", "attributes", "first"});
@@ -490,7 +559,8 @@ class ImportRun {
   // recipient (ids drawn from the sequence) and a member, by COPY; repeats
   // are duplicates. An address another import adds at the same time fails
   // the COPY with a unique violation and the chunk runs again.
-  void insert_new(pqxx::transaction_base& w, const std::vector<const StagedRow*>& rows, ChunkOutcome& out) {
+  void insert_new(pqxx::transaction_base& w, const std::vector<const StagedRow*>& rows,
+                  ChunkOutcome& out) {
     std::vector<const StagedRow*> firsts;
     for (const StagedRow* r : rows) {
       if (r->first) {
@@ -542,13 +612,13 @@ class ImportRun {
   }
 
   void flush() {
-    if (chunk_counts_.rows == 0) return;
+    if (writing_.counts.rows == 0) return;
     if (mx_) check_mx();
     // Domains this import has not written yet, with their provider.
     std::vector<std::optional<std::string>> new_domains, new_providers;
     if (domains_written_.size() >= kDomainCacheLimit) domains_written_.clear();
     std::unordered_set<std::string_view> chunk_domains;
-    for (auto& r : staged_) {
+    for (auto& r : writing_.staged) {
       r.provider = provider_of(r.domain);
       if (domains_written_.count(r.domain) == 0 && chunk_domains.insert(r.domain).second) {
         new_domains.emplace_back(r.domain);
@@ -556,7 +626,7 @@ class ImportRun {
       }
     }
     ImportCounts after = counts_;
-    add_counts(after, chunk_counts_);
+    add_counts(after, writing_.counts);
     auto started = std::chrono::steady_clock::now();
     ChunkOutcome outcome;
     for (int attempt = 1;; ++attempt) {
@@ -574,27 +644,28 @@ class ImportRun {
       }
     }
     for (auto& d : new_domains) domains_written_.insert(std::move(*d));
-    spdlog::debug("import: chunk of {} rows merged in {} ms", staged_.size(),
+    spdlog::debug("import: chunk of {} rows merged in {} ms", writing_.staged.size(),
                   std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started)
                       .count());
     add_statuses(after, outcome.statuses);
     counts_ = after;
     write_rejects(std::move(outcome.not_added));
-    staged_.clear();
-    chunk_keys_.clear();
-    rejected_.clear();
-    chunk_counts_ = ImportCounts();
-    report();
+    report(writing_.end_offset);
+  }
+
+  void report(std::uint64_t offset) {
+    if (progress_) progress_(ImportProgress{counts_.rows, offset, total_bytes_, resumed_});
   }
 
   void write_rejects(std::vector<RejectedRow> more) {
     if (!rejects_.is_open()) return;
-    for (auto& r : more) rejected_.push_back(std::move(r));
-    std::stable_sort(rejected_.begin(), rejected_.end(),
+    std::vector<RejectedRow>& rejected = writing_.rejected;
+    for (auto& r : more) rejected.push_back(std::move(r));
+    std::stable_sort(rejected.begin(), rejected.end(),
                      [](const RejectedRow& a, const RejectedRow& b) { return a.line < b.line; });
     std::string out;
-    for (const auto& r : rejected_) {
+    for (const auto& r : rejected) {
       out += std::to_string(r.line);
       out.push_back(',');
       append_csv_field(out, r.reason);
@@ -610,12 +681,6 @@ class ImportRun {
       throw std::runtime_error(
           fmt::format("{}: write failed: {}", o_.rejects_file, std::strerror(errno)));
     }
-  }
-
-  void report() {
-    if (!progress_) return;
-    progress_(ImportProgress{counts_.rows + chunk_counts_.rows, reader_->offset(), total_bytes_,
-                             resumed_});
   }
 
   db::Database& db_;
@@ -643,15 +708,24 @@ class ImportRun {
   std::unordered_map<std::string, MxVerdict> mx_cache_;
   std::unordered_map<std::string, std::string> provider_cache_;
   std::unordered_set<std::string> domains_written_;
-  std::unordered_set<std::string> chunk_keys_;
   // The last chunk held addresses the database knew: look the next one's up
   // before writing instead of trying a plain COPY first.
   bool expect_known_ = false;
 
+  // Written by the caller's thread: the totals of committed chunks and the
+  // chunk being written.
   ImportCounts counts_;
-  ImportCounts chunk_counts_;
-  std::vector<StagedRow> staged_;
-  std::vector<RejectedRow> rejected_;
+  Chunk writing_;
+  // The reader thread's own: the chunk being read.
+  Chunk reading_;
+  bool keep_rejects_ = false;
+  // The hand-over between the two: one chunk at most waits in ready_.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Chunk> ready_;
+  bool done_ = false;
+  bool stop_ = false;
+  std::exception_ptr read_error_;
 };
 
 }  // namespace

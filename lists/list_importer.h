@@ -1,18 +1,24 @@
 // ListImporter: the list-hygiene import of one CSV file into one list.
 //
 // Pipeline, one chunk of rows at a time (memory depends on the chunk size,
-// not on the file):
+// not on the file); steps 1-2 run on a reader thread while the chunk before
+// goes through steps 3-4 on the caller's, so parsing and the database's work
+// overlap (at most three chunks in memory):
 //   1. CsvReader streams records; bad records (field count, quoting, NUL,
 //      invalid UTF-8, over-long fields) are rejected as "malformed".
 //   2. The `email` column is parsed into an EmailAddress ("syntax"), then
 //      HygieneRules apply ("role", "disposable", "typo"); with MX checking,
 //      domains that cannot receive mail are rejected ("no_mx").
-//   3. Accepted rows are COPYed into a TEMP staging table and merged with
-//      set-based SQL: suppressed addresses are never added, repeated
-//      addresses are duplicates (first row of the file wins), new recipients
-//      are inserted, members with changed attributes are updated (newer
-//      attributes merged over stored ones), new members are added; every
-//      domain gets a `domains` row with its provider.
+//   3. The first row of each address new to the database is COPYed straight
+//      into recipients and list_members (a chunk of a new list is tried
+//      without looking its addresses up; the unique key index refuses a known
+//      one and the chunk is redone with a lookup). Rows of known addresses
+//      are COPYed into a TEMP staging table and merged with set-based SQL:
+//      suppressed addresses are never added, repeated addresses are
+//      duplicates (first row of the file wins), members with changed
+//      attributes are updated (newer attributes merged over stored ones),
+//      known recipients join the list. Every domain gets a `domains` row with
+//      its provider.
 //   4. The chunk's merge and the import's progress (next byte offset and
 //      running counts, table `imports`) commit in one transaction. An
 //      interrupted import leaves only whole chunks behind, and running it
@@ -75,8 +81,9 @@ struct ImportOptions {
   // TTL (many zones publish TTLs of minutes; imports run for longer).
   std::chrono::seconds mx_cache_ttl_floor{std::chrono::hours(1)};
   // Rows per committed chunk: each commit is a resume point; larger chunks
-  // cost memory (about 300 bytes a row) and longer transactions.
-  std::size_t chunk_rows = 50'000;
+  // cost memory (about 600 bytes a row, up to three chunks at once: one
+  // read, one waiting, one written) and longer transactions.
+  std::size_t chunk_rows = 25'000;
 };
 
 struct ImportProgress {
@@ -99,8 +106,9 @@ class ListImporter {
   ListImporter(db::Database& db, const HygieneRules& rules,
                const throttle::ProviderClassifier& classifier, ImportOptions options);
 
-  // Runs the import to the end. `progress` is called often (every few
-  // thousand rows); rate-limit it at the caller. Throws ImportInputError for
+  // Runs the import to the end. `progress` is called on the calling thread
+  // after every committed chunk (an exception from it stops the import after
+  // that chunk). Throws ImportInputError for
   // input problems (nothing changed), db::ConnectionError or pqxx errors when
   // the database fails (committed chunks stay; running again resumes).
   ImportCounts run(const std::function<void(const ImportProgress&)>& progress = {});

@@ -35,10 +35,10 @@ inline constexpr const char* kNextRecipientIds = "lists_next_recipient_ids";  //
 
 // Import staging (TEMP tables, run with exec_params).
 extern const char* const kCreateStaging;
-extern const char* const kMergeChunk;     // $1 list id, $2 import start time, $3 rows wanted
-extern const char* const kKnownKeys;      // $1 email keys (text array)
-extern const char* const kSuppressedKeys; // $1 email keys (text array)
-extern const char* const kInsertDomains;  // $1 domains, $2 providers (text arrays)
+extern const char* const kMergeChunk;      // $1 list id, $2 import start time, $3 rows wanted
+extern const char* const kKnownKeys;       // $1 email keys (text array)
+extern const char* const kSuppressedKeys;  // $1 email keys (text array)
+extern const char* const kInsertDomains;   // $1 domains, $2 providers (text arrays)
 extern const char* const kCreateSuppressionStaging;
 extern const char* const kMergeSuppressionStaging;
 

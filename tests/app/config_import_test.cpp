@@ -26,7 +26,7 @@ TEST(ConfigImport, DefaultsAreDocumented) {
   EXPECT_EQ(c.imports.mx_concurrency, 64);
   EXPECT_EQ(c.imports.mx_timeout, std::chrono::seconds(2));
   EXPECT_EQ(c.imports.mx_cache_ttl_min, std::chrono::hours(1));
-  EXPECT_EQ(c.imports.chunk_rows, 50000);
+  EXPECT_EQ(c.imports.chunk_rows, 25000);
   EXPECT_EQ(c.imports.max_field_bytes, 65536);
 }
 

@@ -1,6 +1,7 @@
 #include "sender/curl_multi_loop.h"
 
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -81,17 +82,41 @@ int CurlMultiLoop::on_socket(CURL*, curl_socket_t fd, int what, void* self, void
 int CurlMultiLoop::on_timer(CURLM*, long timeout_ms, void* self) {
   auto* loop = static_cast<CurlMultiLoop*>(self);
   if (timeout_ms < 0) {
-    loop->timer_.cancel();
+    if (loop->timer_armed_) loop->timer_.cancel();
+    loop->timer_armed_ = false;
     return 0;
   }
-  // Even a zero timeout goes through the io_context: curl forbids calling
-  // curl_multi_socket_action from inside its own callbacks.
-  loop->timer_.expires_after(std::chrono::milliseconds(timeout_ms));
   std::weak_ptr<CurlMultiLoop*> alive = loop->self_;
+  if (timeout_ms == 0) {
+    // "Act now" (curl asks for it after most state changes, thousands of
+    // times a second) goes through the io_context's queue, not the timer:
+    // curl forbids calling curl_multi_socket_action from inside its own
+    // callbacks, and re-arming the timer costs a system call each time. A
+    // timer still armed may fire later; curl ignores a timeout with nothing due.
+    // Requests made before the queued one ran are served by it.
+    if (loop->act_posted_) return 0;
+    loop->act_posted_ = true;
+    boost::asio::post(loop->io_, [alive] {
+      auto self = alive.lock();
+      if (!self) return;
+      (*self)->act_posted_ = false;
+      (*self)->act(CURL_SOCKET_TIMEOUT, 0);
+    });
+    return 0;
+  }
+  const auto expiry = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  // The same deadline again (within a millisecond) keeps the armed timer.
+  if (loop->timer_armed_ && loop->timer_.expiry() <= expiry &&
+      expiry - loop->timer_.expiry() < std::chrono::milliseconds(1)) {
+    return 0;
+  }
+  loop->timer_.expires_at(expiry);
+  loop->timer_armed_ = true;
   loop->timer_.async_wait([alive](const boost::system::error_code& ec) {
     if (ec == asio::error::operation_aborted) return;
     auto self = alive.lock();
     if (!self) return;
+    (*self)->timer_armed_ = false;
     (*self)->act(CURL_SOCKET_TIMEOUT, 0);
   });
   return 0;

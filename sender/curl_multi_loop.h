@@ -63,6 +63,10 @@ class CurlMultiLoop {
   DoneHandler on_done_;
   CURLM* multi_ = nullptr;
   boost::asio::steady_timer timer_;
+  // A wait on timer_ is pending (curl's last timeout was positive).
+  bool timer_armed_ = false;
+  // An immediate timeout is queued on the io_context.
+  bool act_posted_ = false;
   std::unordered_map<curl_socket_t, std::shared_ptr<Watch>> watches_;
   // Handlers hold a weak reference: a handler that runs after the loop died
   // (queued before destruction) sees it expired and does nothing.

@@ -479,17 +479,21 @@ class ImportRun {
           suppressed.insert(row[0].as<std::string>());
         }
         auto [fresh, known] = split(suppressed);
+        ChunkOutcome tried;
         try {
           pqxx::subtransaction attempt(w, "import_new_rows");
-          ChunkOutcome tried;
           if (!fresh.empty()) insert_new(attempt, fresh, tried);
           attempt.commit();
-          if (!known.empty()) merge_known(w, known, tried);
-          out = std::move(tried);
-          known_rows = known.size();
           written = true;
         } catch (const pqxx::unique_violation&) {
           expect_known_ = true;
+        }
+        // Outside the savepoint: a unique violation here (another import)
+        // fails the chunk's transaction, which is then run again whole.
+        if (written) {
+          if (!known.empty()) merge_known(w, known, tried);
+          out = std::move(tried);
+          known_rows = known.size();
         }
       }
       if (!written) {

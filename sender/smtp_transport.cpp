@@ -1,6 +1,7 @@
 #include "sender/smtp_transport.h"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
@@ -418,6 +419,17 @@ class SmtpTransport::Route {
   }
 
   void finish(CURL* easy, CURLcode rc) {
+    // A transfer that timed out leaves its connection in curl's cache: a late
+    // reply there would be read as the answer to the next command, and at
+    // teardown curl sends it QUIT and waits a second for an answer that does
+    // not come. Shut it down: curl then finds it dead and drops it.
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+      curl_socket_t fd = CURL_SOCKET_BAD;
+      if (curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
+          fd != CURL_SOCKET_BAD) {
+        ::shutdown(fd, SHUT_RDWR);
+      }
+    }
     loop_.remove(easy);
     auto node = active_.extract(easy);
     if (node.empty()) return;

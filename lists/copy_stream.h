@@ -29,29 +29,41 @@ class CopyStream {
 
   // One field of the current row, in column order.
   CopyStream& field(std::string_view text) {
-    for (char c : text) {
-      switch (c) {
-        case '\\':
-          buffer_ += "\\\\";
-          break;
-        case '\t':
-          buffer_ += "\\t";
-          break;
-        case '\n':
-          buffer_ += "\\n";
-          break;
-        case '\r':
-          buffer_ += "\\r";
-          break;
-        default:
-          buffer_.push_back(c);
-      }
-    }
-    buffer_.push_back('\t');
+    append_field(buffer_, text);
     return *this;
   }
   CopyStream& field(std::int64_t n) { return field(std::string_view(std::to_string(n))); }
   CopyStream& field(bool b) { return field(std::string_view(b ? "t" : "f")); }
+
+  // Fields already encoded by append_field (each with its tab), so that the
+  // encoding can be done ahead, on another thread.
+  CopyStream& encoded(std::string_view fields) {
+    buffer_ += fields;
+    return *this;
+  }
+
+  // Appends `text` as one field in COPY text format, followed by a tab.
+  static void append_field(std::string& out, std::string_view text) {
+    for (char c : text) {
+      switch (c) {
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        default:
+          out.push_back(c);
+      }
+    }
+    out.push_back('\t');
+  }
 
   // Ends the current row (at least one field was given).
   void end_row() {

@@ -43,6 +43,9 @@ struct StagedRow {
   std::string attributes;
   // First row of its address in the chunk (later ones are duplicates).
   bool first = true;
+  // email, key, domain and attributes encoded for COPY into recipients, by
+  // the reader thread (first rows only).
+  std::string copy_fields;
 };
 
 struct RejectedRow {
@@ -174,6 +177,10 @@ class ImportRun {
       lock.unlock();
       cv_.notify_all();
       flush();
+      // Freeing a chunk's hundred thousand strings is the reader's job: it
+      // has time to spare, this thread is what the database waits for.
+      lock.lock();
+      if (!spent_) spent_ = std::move(writing_);
     }
     if (read_error_) std::rethrow_exception(read_error_);
     db_.transact([&](pqxx::work& w) {
@@ -202,6 +209,7 @@ class ImportRun {
         }
         if (reading_.staged.size() + reading_.rejected.size() >= o_.chunk_rows && !hand_off())
           return;
+        if ((reading_.counts.rows & 1023) == 0) free_spent();
       }
       hand_off();
     } catch (...) {
@@ -212,6 +220,15 @@ class ImportRun {
       done_ = true;
     }
     cv_.notify_all();
+  }
+
+  // Frees the chunk the writer is done with, if any (outside the lock).
+  void free_spent() {
+    std::optional<Chunk> spent;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      spent.swap(spent_);
+    }
   }
 
   // Passes the chunk being read to the writer; false when the import stops.
@@ -358,7 +375,8 @@ class ImportRun {
                   std::string(address.domain()),
                   {},
                   {},
-                  true};
+                  true,
+                  {}};
     row.first = reading_.keys.insert(row.key).second;
     row.attributes.push_back('{');
     for (std::size_t i = 0; i < record.fields.size(); ++i) {
@@ -368,6 +386,11 @@ class ImportRun {
       append_json_string(row.attributes, record.fields[i]);
     }
     row.attributes.push_back('}');
+    if (row.first) {
+      for (const std::string* f : {&row.email, &row.key, &row.domain, &row.attributes}) {
+        CopyStream::append_field(row.copy_fields, *f);
+      }
+    }
     reading_.staged.push_back(std::move(row));
   }
 
@@ -580,11 +603,9 @@ class ImportRun {
     if (firsts.empty()) return;
     auto ids = w.exec_prepared(sql::kNextRecipientIds, static_cast<std::int64_t>(firsts.size()));
     {
-      CopyStream copy(w, "recipients", {"id", "email", "email_key", "domain", "attributes"});
+      CopyStream copy(w, "recipients", {"email", "email_key", "domain", "attributes", "id"});
       for (std::size_t i = 0; i < firsts.size(); ++i) {
-        const StagedRow* r = firsts[i];
-        copy.field(ids[i][0].as<std::int64_t>()).field(r->email).field(r->key);
-        copy.field(r->domain).field(r->attributes).end_row();
+        copy.encoded(firsts[i]->copy_fields).field(ids[i][0].as<std::int64_t>()).end_row();
       }
       copy.complete();
     }
@@ -727,6 +748,8 @@ class ImportRun {
   std::mutex mu_;
   std::condition_variable cv_;
   std::optional<Chunk> ready_;
+  // A chunk the writer is done with, for the reader to free.
+  std::optional<Chunk> spent_;
   bool done_ = false;
   bool stop_ = false;
   std::exception_ptr read_error_;

@@ -134,6 +134,13 @@ std::string file_identity(const std::string& path, const struct stat& st) {
                      hash);
 }
 
+// A failure caused by another import writing the same addresses at the same
+// time (the chunk is run again).
+bool is_concurrent_conflict(const pqxx::sql_error& e) {
+  return dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr ||
+         dynamic_cast<const pqxx::deadlock_detected*>(&e) != nullptr;
+}
+
 // One run of an import: the open file, the chunk being built, the caches.
 class ImportRun {
  public:
@@ -601,6 +608,11 @@ class ImportRun {
       }
     }
     if (firsts.empty()) return;
+    // Key order: two imports adding the same addresses take their index
+    // locks in one order (no deadlock between them), and the key index is
+    // filled from left to right.
+    std::sort(firsts.begin(), firsts.end(),
+              [](const StagedRow* a, const StagedRow* b) { return a->key < b->key; });
     auto ids = w.exec_prepared(sql::kNextRecipientIds, static_cast<std::int64_t>(firsts.size()));
     {
       CopyStream copy(w, "recipients", {"email", "email_key", "domain", "attributes", "id"});
@@ -659,8 +671,11 @@ class ImportRun {
         outcome = db_.transact(
             [&](pqxx::work& w) { return merge(w, after, new_domains, new_providers); });
         break;
-      } catch (const pqxx::unique_violation&) {
-        // Rolled back; the next attempt's snapshot sees the other import's rows.
+      } catch (const pqxx::sql_error& e) {
+        // Another import adding the same addresses: a unique violation, or a
+        // deadlock the server broke by failing this transaction. Rolled back;
+        // the next attempt's snapshot sees the other import's rows.
+        if (!is_concurrent_conflict(e)) throw;
         if (attempt == kConcurrentRetries) {
           throw std::runtime_error(fmt::format(
               "import of {}: another import keeps adding the same addresses; run it again",

@@ -15,7 +15,10 @@ CREATE TEMP TABLE IF NOT EXISTS import_stage (
   first       boolean NOT NULL
 ) ON COMMIT DELETE ROWS)SQL";
 
-// The whole merge of a chunk in one statement. `v` gives one verdict per
+// The merge of a chunk's rows whose address the database knows (a recipient
+// or a suppression; the importer COPYs new addresses itself), in one
+// statement. Its 'new' branch only serves an address that stopped being
+// known after the lookup. `v` gives one verdict per
 // staged row against the state before the chunk: suppressed beats
 // everything, a repeat within the chunk (first = false, decided while
 // reading) is a duplicate, a member this import already added or updated (an

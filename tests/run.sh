@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds the normal and the
 # sanitizer (ASan+UBSan) configurations warnings-as-errors, starts a private
-# PostgreSQL, runs every unit and integration test in both, and stops the
-# cluster whatever happens. Exits non-zero on any failure.
+# PostgreSQL, runs every unit and integration test in both and the
+# quickstart (twice), and stops the cluster whatever happens. Exits non-zero on any failure.
 #
 #   tests/run.sh            everything (what CI runs)
 #   MAILER_TEST_LONG=1      also the long reliability trials
 #   MAILER_SKIP_SANITIZE=1  only the normal configuration (quicker local runs)
+#   MAILER_SKIP_QUICKSTART=1  skip running deploy/quickstart.sh twice
 #   CTEST_ARGS="-R Config"  extra arguments for ctest
 set -euo pipefail
 
@@ -51,6 +52,27 @@ run_ctest() {
 }
 
 run_ctest build/release
+
+# The README's first command, run twice as a newcomer would (the second run
+# must work too), with the binary just built. Its `mailer serve` is left up
+# on purpose; stopped here.
+run_quickstart() {
+  echo "== quickstart"
+  local log round
+  for round in 1 2; do
+    log="$repo/.mailer/quickstart-$round.log"
+    if MAILER_BIN=build/release/app/mailer timeout 600 bash deploy/quickstart.sh >"$log" 2>&1 &&
+      grep -Eq '^campaign [0-9]+: finished$' "$log" && grep -q '^dashboard: ' "$log"; then
+      echo "quickstart run $round: $(grep -E '^campaign [0-9]+: ' "$log")"
+    else
+      echo "quickstart run $round failed (or took over 600 s):"; tail -n 40 "$log"; status=1
+    fi
+    if [ -f .mailer/quickstart/serve.pid ]; then
+      kill "$(cat .mailer/quickstart/serve.pid)" 2>/dev/null || true
+    fi
+  done
+}
+[ "${MAILER_SKIP_QUICKSTART:-0}" = 1 ] || run_quickstart
 if [ "${MAILER_SKIP_SANITIZE:-0}" != 1 ]; then
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$repo/tests/lsan.supp}

@@ -61,7 +61,8 @@ struct Chunk {
   std::vector<StagedRow> staged;
   std::vector<RejectedRow> rejected;
   ImportCounts counts;
-  // Keys of the staged rows (the first row of an address in the chunk wins).
+  // Keys of the staged rows while the chunk is read (the first row of an
+  // address in the chunk wins); emptied when it is handed over.
   std::unordered_set<std::string> keys;
   std::uint64_t end_offset = 0;
   std::uint64_t end_line = 0;
@@ -240,6 +241,7 @@ class ImportRun {
 
   // Passes the chunk being read to the writer; false when the import stops.
   bool hand_off() {
+    reading_.keys = {};  // only needed while reading; freed on this thread
     reading_.end_offset = reader_->offset();
     reading_.end_line = reader_->line();
     {
@@ -497,52 +499,26 @@ class ImportRun {
         if (r.first) keys.emplace_back(r.key);
       }
       const std::string key_array = db::pg_text_array(keys);
-      bool written = false;
-      std::size_t known_rows = 0;
+      std::optional<ChunkOutcome> written;
       if (!expect_known_) {
         // Most chunks of a new list hold only new addresses: COPY them
         // without looking each one up first. The unique key index still
         // checks every address; one that exists fails the COPY, which is
         // undone (savepoint), and the chunk takes the lookup path.
-        std::unordered_set<std::string> suppressed;
-        for (const auto& row : w.exec_params(sql::kSuppressedKeys, key_array)) {
-          suppressed.insert(row[0].as<std::string>());
-        }
-        auto [fresh, known] = split(suppressed);
-        ChunkOutcome tried;
-        try {
-          pqxx::subtransaction attempt(w, "import_new_rows");
-          if (!fresh.empty()) insert_new(attempt, fresh, tried);
-          attempt.commit();
-          written = true;
-        } catch (const pqxx::unique_violation&) {
-          expect_known_ = true;
-        }
-        // Outside the savepoint: a unique violation here (another import)
-        // fails the chunk's transaction, which is then run again whole.
-        if (written) {
-          if (!known.empty()) merge_known(w, known, tried);
-          out = std::move(tried);
-          known_rows = known.size();
-        }
+        written = write_rows(w, keys_found(w, sql::kSuppressedKeys, key_array), true);
+        if (!written) expect_known_ = true;
       }
       if (!written) {
-        std::unordered_set<std::string> known_keys;
-        for (const auto& row : w.exec_params(sql::kKnownKeys, key_array)) {
-          known_keys.insert(row[0].as<std::string>());
-        }
-        auto [fresh, known] = split(known_keys);
-        if (!known.empty()) merge_known(w, known, out);
-        if (!fresh.empty()) insert_new(w, fresh, out);
-        known_rows = known.size();
+        const auto known = keys_found(w, sql::kKnownKeys, key_array);
+        written = write_rows(w, known, false);
         expect_known_ = !known.empty();
       }
+      out = std::move(*written);
       if (!new_domains.empty()) {
         w.exec_params(sql::kInsertDomains, db::pg_text_array(new_domains),
                       db::pg_text_array(new_providers));
       }
-      spdlog::debug("import: {} new and {} known rows written in {} ms",
-                    writing_.staged.size() - known_rows, known_rows,
+      spdlog::debug("import: {} rows written in {} ms", writing_.staged.size(),
                     std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - t0)
                         .count());
@@ -554,15 +530,42 @@ class ImportRun {
     return out;
   }
 
-  // The chunk's rows split into those whose key is not in `known` and those
-  // whose key is.
-  std::pair<std::vector<const StagedRow*>, std::vector<const StagedRow*>> split(
-      const std::unordered_set<std::string>& known) const {
-    std::pair<std::vector<const StagedRow*>, std::vector<const StagedRow*>> parts;
-    for (const auto& r : writing_.staged) {
-      (known.count(r.key) ? parts.second : parts.first).push_back(&r);
+  // The keys of `key_array` that `statement` finds (known or suppressed).
+  static std::unordered_set<std::string> keys_found(pqxx::work& w, const char* statement,
+                                                    const std::string& key_array) {
+    std::unordered_set<std::string> found;
+    for (const auto& row : w.exec_params(statement, key_array)) {
+      found.insert(row[0].as<std::string>());
     }
-    return parts;
+    return found;
+  }
+
+  // Writes the chunk: rows whose key is in `known` through the merge
+  // statement, the others as new. With `guarded`, the new rows go first,
+  // under a savepoint, and an address the key index refuses undoes them and
+  // gives nullopt. The merge runs outside the savepoint: a unique violation
+  // there (another import) fails the chunk's transaction, run again whole.
+  std::optional<ChunkOutcome> write_rows(pqxx::work& w,
+                                         const std::unordered_set<std::string>& known,
+                                         bool guarded) {
+    std::vector<const StagedRow*> fresh, merged;
+    for (const auto& r : writing_.staged) (known.count(r.key) ? merged : fresh).push_back(&r);
+    ChunkOutcome out;
+    if (!fresh.empty()) {
+      if (!guarded) {
+        insert_new(w, fresh, out);
+      } else {
+        try {
+          pqxx::subtransaction attempt(w, "import_new_rows");
+          insert_new(attempt, fresh, out);
+          attempt.commit();
+        } catch (const pqxx::unique_violation&) {
+          return std::nullopt;
+        }
+      }
+    }
+    if (!merged.empty()) merge_known(w, merged, out);
+    return out;
   }
 
   // Rows whose address the database knows: staged, then one merge statement.
@@ -576,8 +579,7 @@ class ImportRun {
       copy.field(r->first).end_row();
     }
     copy.complete();
-    for (const auto& row :
-         w.exec_params(sql::kMergeChunk, list_id_, started_at_, rejects_.is_open())) {
+    for (const auto& row : w.exec_params(sql::kMergeChunk, list_id_, started_at_, keep_rejects_)) {
       const std::string kind = row[0].as<std::string>();
       if (kind == "count") {
         out.statuses[row[1].as<std::string>()] += row[2].as<std::uint64_t>();
@@ -602,7 +604,7 @@ class ImportRun {
         continue;
       }
       ++out.statuses["duplicate"];
-      if (rejects_.is_open()) {
+      if (keep_rejects_) {
         out.not_added.push_back(
             {static_cast<std::uint64_t>(r->line), "duplicate", "repeated in file", r->email});
       }
@@ -613,18 +615,21 @@ class ImportRun {
     // filled from left to right.
     std::sort(firsts.begin(), firsts.end(),
               [](const StagedRow* a, const StagedRow* b) { return a->key < b->key; });
-    auto ids = w.exec_prepared(sql::kNextRecipientIds, static_cast<std::int64_t>(firsts.size()));
+    std::vector<std::int64_t> ids;
+    ids.reserve(firsts.size());
+    for (const auto& row :
+         w.exec_prepared(sql::kNextRecipientIds, static_cast<std::int64_t>(firsts.size()))) {
+      ids.push_back(row[0].as<std::int64_t>());
+    }
     {
       CopyStream copy(w, "recipients", {"email", "email_key", "domain", "attributes", "id"});
       for (std::size_t i = 0; i < firsts.size(); ++i) {
-        copy.encoded(firsts[i]->copy_fields).field(ids[i][0].as<std::int64_t>()).end_row();
+        copy.encoded(firsts[i]->copy_fields).field(ids[i]).end_row();
       }
       copy.complete();
     }
     CopyStream members(w, "list_members", {"list_id", "recipient_id"});
-    for (std::size_t i = 0; i < firsts.size(); ++i) {
-      members.field(list_id_).field(ids[i][0].as<std::int64_t>()).end_row();
-    }
+    for (std::int64_t id : ids) members.field(list_id_).field(id).end_row();
     members.complete();
     out.statuses["new"] += firsts.size();
   }

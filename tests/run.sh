@@ -2,7 +2,8 @@
 # The test command: installs dependencies, builds the normal and the
 # sanitizer (ASan+UBSan) configurations warnings-as-errors, starts a private
 # PostgreSQL, runs every unit and integration test in both and the
-# quickstart (twice), and stops the cluster whatever happens. Exits non-zero on any failure.
+# quickstart (twice), and stops the cluster whatever happens. Exits non-zero
+# on any failure.
 #
 #   tests/run.sh            everything (what CI runs)
 #   MAILER_TEST_LONG=1      also the long reliability trials

@@ -128,8 +128,15 @@ WorkerReport WorkerLoop::run() {
       break;
     }
     const auto now = Steady::now();
-    if (now >= next_tick) {
-      const bool was_quiet = !claimed_since_tick_;
+    // With --until-idle, a worker left with nothing (no lease held, nothing in
+    // flight or unflushed) looks at once whether the campaign is done, rather
+    // than after the next quiet tick (up to two ticks later): once per time
+    // it runs dry.
+    const bool ran_dry = options_.until_idle && !dry_checked_ && held_.empty() &&
+                         buffer_.empty() && transport_.in_flight() == 0;
+    if (now >= next_tick || ran_dry) {
+      const bool was_quiet = !claimed_since_tick_ || ran_dry;
+      if (ran_dry) dry_checked_ = true;
       tick();
       next_tick = now + s.tick;
       if (options_.until_idle && was_quiet && idle_now()) {
@@ -139,6 +146,7 @@ WorkerReport WorkerLoop::run() {
       }
     }
     const std::size_t claimed = claim_round();
+    if (claimed > 0) dry_checked_ = false;
     // Right after a claim, hand over at once; otherwise wait for outcomes (the
     // transport returns as soon as it has some), but no longer than until the
     // next tick or outcome flush is due.

@@ -77,6 +77,8 @@ class WorkerLoop {
   Steady::time_point last_renew_{};
   WorkerReport report_;
   bool claimed_since_tick_ = false;
+  // The worker ran dry and looked whether it is idle; claiming again resets it.
+  bool dry_checked_ = false;
   std::optional<db::SysTime> announced_retry_;
 };
 

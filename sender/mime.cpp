@@ -251,20 +251,35 @@ TransferEncoding ChooseTransferEncoding(std::string_view text) {
 std::string EncodeQuotedPrintable(std::string_view text) {
   std::string out;
   out.reserve(text.size() + text.size() / 8 + 16);
-  // One output line is built in `line_buf` and appended whole: the hot loop
-  // then writes to the stack instead of growing the string byte by byte.
-  std::array<char, kMaxEncodedLineLength + 3> line_buf{};
   ForEachLine(text, [&](std::string_view line) {
-    std::size_t used = 0;
-    for (std::size_t i = 0; i < line.size(); ++i) {
+    const std::size_t n = line.size();
+    std::size_t used = 0;  // columns taken on the current output line
+    std::size_t i = 0;
+    while (i < n) {
+      // Bytes that go out as they are, copied as one run up to the last
+      // column a non-final character may take; a leading '.', an escape, the
+      // soft break and trailing whitespace go byte by byte below.
+      if (used > 0 || line[i] != '.') {
+        const std::size_t room =
+            used < kMaxEncodedLineLength - 1 ? kMaxEncodedLineLength - 1 - used : 0;
+        const std::size_t stop = std::min(n, i + room);
+        std::size_t j = i;
+        while (j < stop && !QpEscapes(static_cast<unsigned char>(line[j]))) ++j;
+        if (j == n && IsWsp(line[n - 1])) --j;
+        if (j > i) {
+          out.append(line.data() + i, j - i);
+          used += j - i;
+          i = j;
+          continue;
+        }
+      }
       const auto b = static_cast<unsigned char>(line[i]);
-      const bool last = i + 1 == line.size();
+      const bool last = i + 1 == n;
       bool escape = QpEscapes(b) || (last && IsWsp(line[i]));
       std::size_t width = escape ? 3 : 1;
       // The final character may use column 76; others leave room for "=".
       const std::size_t limit = last ? kMaxEncodedLineLength : kMaxEncodedLineLength - 1;
       if (used + width > limit) {
-        out.append(line_buf.data(), used);
         out += "=\r\n";
         used = 0;
       }
@@ -275,15 +290,15 @@ std::string EncodeQuotedPrintable(std::string_view text) {
         width = 3;
       }
       if (escape) {
-        line_buf[used] = '=';
-        line_buf[used + 1] = kHex[b >> 4];
-        line_buf[used + 2] = kHex[b & 0x0F];
+        out.push_back('=');
+        out.push_back(kHex[b >> 4]);
+        out.push_back(kHex[b & 0x0F]);
       } else {
-        line_buf[used] = static_cast<char>(b);
+        out.push_back(static_cast<char>(b));
       }
       used += width;
+      ++i;
     }
-    out.append(line_buf.data(), used);
     out += "\r\n";
   });
   return out;

@@ -132,8 +132,8 @@ WorkerReport WorkerLoop::run() {
     // flight or unflushed) looks at once whether the campaign is done, rather
     // than after the next quiet tick (up to two ticks later): once per time
     // it runs dry.
-    const bool ran_dry = options_.until_idle && !dry_checked_ && held_.empty() &&
-                         buffer_.empty() && transport_.in_flight() == 0;
+    const bool ran_dry = options_.until_idle && !dry_checked_ && held_.empty() && buffer_.empty() &&
+                         transport_.in_flight() == 0;
     if (now >= next_tick || ran_dry) {
       const bool was_quiet = !claimed_since_tick_ || ran_dry;
       if (ran_dry) dry_checked_ = true;

@@ -8,6 +8,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cctype>
 #include <deque>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -197,16 +199,70 @@ bool valid_mailbox(const std::string& s) {
 
 }  // namespace
 
+// libcurl checks its server response timeout only when something wakes the
+// transfer, and a silent server never does. A route's watchdog wakes its
+// transfers when a reply is overdue, so curl fails the transfer with
+// CURLE_OPERATION_TIMEDOUT. One timer per route, moved only when it fires or
+// an earlier reply falls due, rather than one armed and cancelled with each of
+// a message's five commands.
+class ReplyWatchdog {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // `earliest` gives the earliest time a reply is due on the route, if any.
+  ReplyWatchdog(asio::io_context& io, CurlMultiLoop& loop,
+                std::function<std::optional<Clock::time_point>()> earliest)
+      : timer_(io), loop_(loop), earliest_(std::move(earliest)) {}
+
+  // A command went out; its reply is due by `due`.
+  void expect(Clock::time_point due) {
+    if (armed_ && armed_for_ <= due) return;
+    arm(due);
+  }
+
+ private:
+  void arm(Clock::time_point at) {
+    armed_ = true;
+    armed_for_ = at;
+    timer_.expires_at(at);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;  // moved, or the route is gone
+      armed_ = false;
+      fire();
+    });
+  }
+
+  void fire() {
+    const auto now = Clock::now();
+    std::optional<Clock::time_point> next = earliest_();
+    if (!next) return;
+    if (*next <= now) {
+      // curl sockets are not tied to transfers while they run
+      // (CURLINFO_ACTIVESOCKET only after), so wake them all: a route has at
+      // most its connection limit of sockets.
+      loop_.nudge_all();
+      next = earliest_();
+      if (!next) return;
+      // curl counts in whole seconds: look again shortly if it has not given up yet.
+      if (*next <= now) next = now + std::chrono::milliseconds(100);
+    }
+    arm(*next);
+  }
+
+  asio::steady_timer timer_;
+  CurlMultiLoop& loop_;
+  std::function<std::optional<Clock::time_point>()> earliest_;
+  bool armed_ = false;
+  Clock::time_point armed_for_{};
+};
+
 // One in-flight transaction: everything curl points into lives here until the
 // done handler runs.
 struct SmtpTransport::Transfer {
-  Transfer(asio::io_context& io, CurlMultiLoop& loop) : loop(loop), reply_deadline(io) {}
+  explicit Transfer(ReplyWatchdog& watchdog) : watchdog(watchdog) {}
 
-  CurlMultiLoop& loop;
-  // libcurl checks its server response timeout only when something wakes the
-  // transfer, and a silent server never does: this deadline, armed with
-  // every command, wakes it so curl fails it with CURLE_OPERATION_TIMEDOUT.
-  asio::steady_timer reply_deadline;
+  ReplyWatchdog& watchdog;
+  // When the reply to the last command is due, while one is awaited.
+  std::optional<ReplyWatchdog::Clock::time_point> reply_due;
   CURL* easy = nullptr;
   SendRequest request;
   SendCallback done;
@@ -234,28 +290,18 @@ struct SmtpTransport::Transfer {
     auto* t = static_cast<Transfer*>(self);
     if (type == CURLINFO_HEADER_OUT) {
       t->capture.command_sent({data, size});
-      t->arm_reply_deadline();
+      // curl counts the response timeout in whole seconds from the command;
+      // wake it just after that.
+      auto seconds = std::chrono::ceil<std::chrono::seconds>(t->request.timeouts.reply);
+      t->reply_due = ReplyWatchdog::Clock::now() + std::max(seconds, std::chrono::seconds(1)) +
+                     std::chrono::milliseconds(50);
+      t->watchdog.expect(*t->reply_due);
     }
     if (type == CURLINFO_HEADER_IN) {
       t->capture.reply_received({data, size});
-      if (!t->capture.awaiting_reply()) t->reply_deadline.cancel();
+      if (!t->capture.awaiting_reply()) t->reply_due.reset();
     }
     return 0;
-  }
-
-  // curl counts the response timeout in whole seconds from the command; wake
-  // it just after that.
-  void arm_reply_deadline() {
-    auto seconds = std::chrono::ceil<std::chrono::seconds>(request.timeouts.reply);
-    reply_deadline.expires_after(std::max(seconds, std::chrono::seconds(1)) +
-                                 std::chrono::milliseconds(50));
-    reply_deadline.async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;  // cancelled: replied, finished or destroyed
-      // curl does not say which socket a transfer uses while it runs
-      // (CURLINFO_ACTIVESOCKET only after it is done), so wake them all:
-      // a route has at most its connection limit of sockets.
-      loop.nudge_all();
-    });
   }
 };
 
@@ -266,7 +312,8 @@ class SmtpTransport::Route {
   Route(asio::io_context& io, std::string key)
       : io_(io),
         key_(std::move(key)),
-        loop_(io, [this](CURL* easy, CURLcode rc) { finish(easy, rc); }) {
+        loop_(io, [this](CURL* easy, CURLcode rc) { finish(easy, rc); }),
+        watchdog_(io, loop_, [this] { return earliest_reply_due(); }) {
     apply_limit();
   }
 
@@ -303,6 +350,14 @@ class SmtpTransport::Route {
     SendCallback done;
   };
 
+  std::optional<ReplyWatchdog::Clock::time_point> earliest_reply_due() const {
+    std::optional<ReplyWatchdog::Clock::time_point> earliest;
+    for (const auto& [easy, t] : active_) {
+      if (t->reply_due && (!earliest || *t->reply_due < *earliest)) earliest = t->reply_due;
+    }
+    return earliest;
+  }
+
   void apply_limit() {
     if (counters_.connection_limit == 0) counters_.connection_limit = kDefaultConnectionLimit;
     long n = static_cast<long>(counters_.connection_limit);
@@ -327,7 +382,7 @@ class SmtpTransport::Route {
     } else {
       easy = curl_easy_init();
     }
-    auto transfer = std::make_unique<Transfer>(io_, loop_);
+    auto transfer = std::make_unique<Transfer>(watchdog_);
     transfer->easy = easy;
     transfer->request = std::move(request);
     transfer->done = std::move(done);
@@ -513,6 +568,7 @@ class SmtpTransport::Route {
   std::vector<CURL*> idle_;
   std::deque<Queued> queue_;
   std::map<CURL*, std::unique_ptr<Transfer>> active_;
+  ReplyWatchdog watchdog_;
 };
 
 SmtpTransport::SmtpTransport(asio::io_context& io) : io_(io) {

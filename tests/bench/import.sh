@@ -62,3 +62,7 @@ printf 'psql \\copy           %.2f s\n' "$copy_secs"
 printf 'ratio                %.2f (target <= 1.5)\n' "$(echo "$big_secs / $copy_secs" | bc -l)"
 printf 'peak RSS %7d rows %6.1f MB\n' "$small" "$(echo "$small_rss / 1024" | bc -l)"
 printf 'peak RSS %7d rows %6.1f MB (target <= 150 MB, flat)\n' "$ROWS" "$(echo "$big_rss / 1024" | bc -l)"
+# Where the time goes: CPU of mailer itself (the rest is the server's).
+printf 'mailer CPU %7d rows %6.2f s user, %.2f s system\n' "$ROWS" \
+  "$(awk -F': ' '/User time/ {print $2}' "$WORK/big.time")" \
+  "$(awk -F': ' '/System time/ {print $2}' "$WORK/big.time")"

@@ -39,7 +39,6 @@ struct StagedRow {
   std::string email;
   std::string key;
   std::string domain;
-  std::string provider;
   std::string attributes;
   // First row of its address in the chunk (later ones are duplicates).
   bool first = true;
@@ -204,6 +203,7 @@ class ImportRun {
   // caller's thread) once full; at most one waits while another is written.
   void read_chunks() {
     try {
+      reading_.keys.reserve(o_.chunk_rows);
       CsvRecord record;
       std::string why;
       for (;;) {
@@ -252,6 +252,9 @@ class ImportRun {
     }
     cv_.notify_all();
     reading_ = Chunk();
+    // Sized for a whole chunk up front: growing it row by row rehashed it a
+    // dozen times per chunk.
+    reading_.keys.reserve(o_.chunk_rows);
     return true;
   }
 
@@ -382,7 +385,6 @@ class ImportRun {
                   address.address(),
                   address.key(),
                   std::string(address.domain()),
-                  {},
                   {},
                   true,
                   {}};
@@ -661,10 +663,9 @@ class ImportRun {
     if (domains_written_.size() >= kDomainCacheLimit) domains_written_.clear();
     std::unordered_set<std::string_view> chunk_domains;
     for (auto& r : writing_.staged) {
-      r.provider = provider_of(r.domain);
       if (domains_written_.count(r.domain) == 0 && chunk_domains.insert(r.domain).second) {
         new_domains.emplace_back(r.domain);
-        new_providers.emplace_back(r.provider);
+        new_providers.emplace_back(provider_of(r.domain));
       }
     }
     ImportCounts after = counts_;

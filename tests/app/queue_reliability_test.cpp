@@ -168,8 +168,10 @@ TEST(QueueReliability, ServerRestartMidRunIsOneLogLineAndLosesNothing) {
   const int n = 5000;
   const auto id = scheduled_now(pg.url(), "news", n);
   const std::string record = dir + "/sent.log";
+  // Sends slow enough (about 7 s in all) that the run spans the outage from
+  // 1.5 s to 3 s.
   WorkerProcess w({"--config", config, "run", "--worker-id", "survivor", "--until-idle",
-                   "--transport", "record:" + record + ",delay=10ms"},
+                   "--transport", "record:" + record + ",delay=50ms"},
                   {{"MAILER_DATABASE_URL", pg.url()}}, dir + "/w.out", dir + "/w.err");
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   ASSERT_EQ(pg.control("stop").exit_code, 0);

@@ -87,7 +87,10 @@ TEST_F(DispatchThrottleTest, EachProviderSlowsDownOnItsDeferralsAndRecovers) {
             "[providers.yahoo]\ninitial_rate = 50\n"
             "[providers.other]\ninitial_rate = 200\n"
             "[retry]\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\njitter = 0\n");
-  const int per_provider = 200;
+  // Enough that each throttled provider keeps sending for seconds after its
+  // rate has been cut, so acceptances can raise it again before the run ends
+  // (the worker exits as soon as the last delivery is final).
+  const int per_provider = 300;
   start_campaign(4 * per_provider);
   auto run = mailer({"run", "--worker-id", "w1", "--until-idle"}, std::chrono::seconds(60));
   ASSERT_EQ(run.exit_code, 0) << run.err << unsent();

@@ -158,7 +158,15 @@ TEST_F(CampaignCliTest, SigtermDrainsFlushesAndReleasesLeases) {
                                     "drainer", "--transport", "record:" + record + ",delay=20ms"},
                                    {{"MAILER_DATABASE_URL", t_.url()}}, dir_ + "/drain.out",
                                    dir_ + "/drain.err");
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // SIGTERM once sending is under way (a slow start, as under the
+  // sanitizers, must not turn this into a signal before the handler exists).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (mailer::testing::recorded_sends({record}).empty() &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(mailer::testing::recorded_sends({record}).empty()) << w.err();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   w.signal(SIGTERM);
   EXPECT_EQ(w.wait(std::chrono::seconds(20)), 0) << w.err();
   EXPECT_NE(w.err().find("stopped: drained"), std::string::npos) << w.err();

@@ -496,22 +496,22 @@ class ImportRun {
       // Addresses the database knows (a recipient or a suppression) need the
       // merge statement; the others are new, and the first row of each is
       // COPYed straight into recipients and list_members.
-      std::vector<std::optional<std::string>> keys;
-      for (const auto& r : writing_.staged) {
-        if (r.first) keys.emplace_back(r.key);
-      }
-      const std::string key_array = db::pg_text_array(keys);
       std::optional<ChunkOutcome> written;
       if (!expect_known_) {
         // Most chunks of a new list hold only new addresses: COPY them
         // without looking each one up first. The unique key index still
         // checks every address; one that exists fails the COPY, which is
-        // undone (savepoint), and the chunk takes the lookup path.
-        written = write_rows(w, keys_found(w, sql::kSuppressedKeys, key_array), true);
+        // undone (savepoint), and the chunk takes the lookup path. Suppressed
+        // ones are found among the added rows and taken back.
+        written = write_rows(w, {}, true);
         if (!written) expect_known_ = true;
       }
       if (!written) {
-        const auto known = keys_found(w, sql::kKnownKeys, key_array);
+        std::vector<std::optional<std::string>> keys;
+        for (const auto& r : writing_.staged) {
+          if (r.first) keys.emplace_back(r.key);
+        }
+        const auto known = keys_found(w, sql::kKnownKeys, db::pg_text_array(keys));
         written = write_rows(w, known, false);
         expect_known_ = !known.empty();
       }
@@ -594,9 +594,10 @@ class ImportRun {
   }
 
   // Rows whose address is new to the database: the first of each becomes a
-  // recipient (ids drawn from the sequence) and a member, by COPY; repeats
-  // are duplicates. An address another import adds at the same time fails
-  // the COPY with a unique violation and the chunk runs again.
+  // recipient (ids drawn from the sequence, by COPY) and a member (made by
+  // the server from the id ranges); repeats are duplicates, suppressed
+  // addresses are taken back. An address another import adds at the same
+  // time fails the COPY with a unique violation and the chunk runs again.
   void insert_new(pqxx::transaction_base& w, const std::vector<const StagedRow*>& rows,
                   ChunkOutcome& out) {
     std::vector<const StagedRow*> firsts;
@@ -617,11 +618,17 @@ class ImportRun {
     // filled from left to right.
     std::sort(firsts.begin(), firsts.end(),
               [](const StagedRow* a, const StagedRow* b) { return a->key < b->key; });
-    std::vector<std::int64_t> ids;
+    std::vector<std::int64_t> lo, hi, ids;
     ids.reserve(firsts.size());
     for (const auto& row :
-         w.exec_prepared(sql::kNextRecipientIds, static_cast<std::int64_t>(firsts.size()))) {
-      ids.push_back(row[0].as<std::int64_t>());
+         w.exec_prepared(sql::kNextRecipientIdRuns, static_cast<std::int64_t>(firsts.size()))) {
+      lo.push_back(row[0].as<std::int64_t>());
+      hi.push_back(row[1].as<std::int64_t>());
+      for (std::int64_t id = lo.back(); id <= hi.back(); ++id) ids.push_back(id);
+    }
+    if (ids.size() != firsts.size()) {
+      throw std::runtime_error(
+          fmt::format("import: asked the sequence for {} ids, got {}", firsts.size(), ids.size()));
     }
     {
       CopyStream copy(w, "recipients", {"email", "email_key", "domain", "attributes", "id"});
@@ -630,10 +637,32 @@ class ImportRun {
       }
       copy.complete();
     }
-    CopyStream members(w, "list_members", {"list_id", "recipient_id"});
-    for (std::int64_t id : ids) members.field(list_id_).field(id).end_row();
-    members.complete();
-    out.statuses["new"] += firsts.size();
+    const std::string lo_array = bigint_array(lo), hi_array = bigint_array(hi);
+    // Suppressed addresses were added with the others (no lookup before the
+    // COPY): take them back, and keep them out of the list.
+    std::vector<std::int64_t> dropped;
+    for (const auto& row : w.exec_params(sql::kSuppressedNewRecipients, lo_array, hi_array,
+                                         static_cast<std::int64_t>(firsts.size()))) {
+      const auto id = row[0].as<std::int64_t>();
+      const auto at = std::lower_bound(ids.begin(), ids.end(), id);
+      if (at == ids.end() || *at != id) continue;
+      const StagedRow* r = firsts[static_cast<std::size_t>(at - ids.begin())];
+      dropped.push_back(id);
+      ++out.statuses["suppressed"];
+      if (keep_rejects_) {
+        out.not_added.push_back({static_cast<std::uint64_t>(r->line), "suppressed",
+                                 "suppressed: " + row[1].as<std::string>(), r->email});
+      }
+    }
+    const std::string dropped_array = bigint_array(dropped);
+    if (!dropped.empty()) w.exec_params(sql::kDropNewRecipients, dropped_array);
+    w.exec_params(sql::kAddNewMembers, list_id_, lo_array, hi_array, dropped_array);
+    out.statuses["new"] += firsts.size() - dropped.size();
+  }
+
+  // A PostgreSQL array literal of integers.
+  static std::string bigint_array(const std::vector<std::int64_t>& values) {
+    return fmt::format("{{{}}}", fmt::join(values, ","));
   }
 
   static void add_statuses(ImportCounts& c, const std::map<std::string, std::uint64_t>& statuses) {

@@ -31,14 +31,19 @@ inline constexpr const char* kLockImport = "lists_import_lock";
 inline constexpr const char* kUnlockImport = "lists_import_unlock";
 inline constexpr const char* kCachedDomains = "lists_domains_cached";
 inline constexpr const char* kStoreDomainAnswer = "lists_domain_store";
-inline constexpr const char* kNextRecipientIds = "lists_next_recipient_ids";  // $1 how many
+// $1 how many; rows (first id, last id)
+inline constexpr const char* kNextRecipientIdRuns = "lists_next_recipient_id_runs";
 
 // Import staging (TEMP tables, run with exec_params).
 extern const char* const kCreateStaging;
-extern const char* const kMergeChunk;      // $1 list id, $2 import start time, $3 rows wanted
-extern const char* const kKnownKeys;       // $1 email keys (text array)
-extern const char* const kSuppressedKeys;  // $1 email keys (text array)
-extern const char* const kInsertDomains;   // $1 domains, $2 providers (text arrays)
+extern const char* const kMergeChunk;  // $1 list id, $2 import start time, $3 rows wanted
+extern const char* const kKnownKeys;   // $1 email keys (text array)
+// $1 first ids, $2 last ids (bigint arrays), $3 chunk rows; rows (id, reason)
+extern const char* const kSuppressedNewRecipients;
+extern const char* const kDropNewRecipients;  // $1 ids (bigint array)
+// $1 list id, $2 first ids, $3 last ids, $4 ids left out (bigint arrays)
+extern const char* const kAddNewMembers;
+extern const char* const kInsertDomains;  // $1 domains, $2 providers (text arrays)
 extern const char* const kCreateSuppressionStaging;
 extern const char* const kMergeSuppressionStaging;
 

@@ -721,11 +721,20 @@ class ImportRun {
               [](const StagedRow* a, const StagedRow* b) { return a->key < b->key; });
     std::vector<std::int64_t> lo, hi, ids;
     ids.reserve(firsts.size());
-    for (const auto& row :
-         w.exec_prepared(sql::kNextRecipientIdRuns, static_cast<std::int64_t>(firsts.size()))) {
-      lo.push_back(row[0].as<std::int64_t>());
-      hi.push_back(row[1].as<std::int64_t>());
-      for (std::int64_t id = lo.back(); id <= hi.back(); ++id) ids.push_back(id);
+    const auto wanted = static_cast<std::int64_t>(firsts.size());
+    const auto drawn = w.exec_prepared(sql::kNextRecipientIds, wanted);
+    if (drawn[0][1].as<std::int64_t>() - drawn[0][0].as<std::int64_t>() + 1 == wanted) {
+      lo.push_back(drawn[0][0].as<std::int64_t>());
+      hi.push_back(drawn[0][1].as<std::int64_t>());
+    } else {
+      // Interleaved with another session's ids: those drawn are left unused.
+      for (const auto& row : w.exec_prepared(sql::kNextRecipientIdRuns, wanted)) {
+        lo.push_back(row[0].as<std::int64_t>());
+        hi.push_back(row[1].as<std::int64_t>());
+      }
+    }
+    for (std::size_t r = 0; r < lo.size(); ++r) {
+      for (std::int64_t id = lo[r]; id <= hi[r]; ++id) ids.push_back(id);
     }
     if (ids.size() != firsts.size()) {
       throw std::runtime_error(

@@ -9,7 +9,7 @@ const char* const kCreateStaging = R"SQL(
 CREATE TEMP TABLE IF NOT EXISTS import_stage (
   line        bigint NOT NULL,
   email       text NOT NULL,
-  email_key   text NOT NULL,
+  email_key   text COLLATE "C" NOT NULL,
   domain      text NOT NULL,
   attributes  jsonb NOT NULL,
   first       boolean NOT NULL
@@ -124,7 +124,7 @@ ON CONFLICT (domain) DO NOTHING)SQL";
 
 const char* const kCreateSuppressionStaging = R"SQL(
 CREATE TEMP TABLE IF NOT EXISTS suppression_stage (
-  email_key  text NOT NULL,
+  email_key  text COLLATE "C" NOT NULL,
   reason     text NOT NULL,
   detail     text
 ) ON COMMIT DELETE ROWS)SQL";
@@ -176,8 +176,13 @@ void prepare_list_statements(db::Database& db) {
   // Session advisory lock per import, so two processes never run one import.
   db.prepare(sql::kLockImport, "SELECT pg_try_advisory_lock(1279873876, $1::int)");
   db.prepare(sql::kUnlockImport, "SELECT pg_advisory_unlock(1279873876, $1::int)");
-  // $1 ids from the sequence, as runs of consecutive ids (lo, hi) in order:
-  // one row unless another session drew ids at the same moment.
+  // $1 ids from the sequence: (first, last, how many). Consecutive unless
+  // another session drew ids at the same moment; then the runs statement
+  // draws again and gives them as runs of consecutive ids (first, last), in
+  // order (sorting the ids costs as much as drawing them).
+  db.prepare(sql::kNextRecipientIds,
+             "SELECT min(n), max(n), count(*) FROM "
+             "(SELECT nextval('recipients_id_seq') AS n FROM generate_series(1, $1::bigint)) s");
   db.prepare(sql::kNextRecipientIdRuns,
              "SELECT min(n), max(n) FROM (SELECT n, n - row_number() OVER (ORDER BY n) AS run "
              "FROM (SELECT nextval('recipients_id_seq') AS n FROM generate_series(1, $1::bigint)) s"

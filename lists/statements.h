@@ -31,6 +31,8 @@ inline constexpr const char* kLockImport = "lists_import_lock";
 inline constexpr const char* kUnlockImport = "lists_import_unlock";
 inline constexpr const char* kCachedDomains = "lists_domains_cached";
 inline constexpr const char* kStoreDomainAnswer = "lists_domain_store";
+// $1 how many; one row (first id, last id, count)
+inline constexpr const char* kNextRecipientIds = "lists_next_recipient_ids";
 // $1 how many; rows (first id, last id)
 inline constexpr const char* kNextRecipientIdRuns = "lists_next_recipient_id_runs";
 

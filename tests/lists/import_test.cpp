@@ -249,6 +249,34 @@ TEST_F(ImportTest, SuppressedAddressesAmongNewOnesAreTakenBack) {
       << "no membership points at a recipient that was taken back";
 }
 
+// New recipients' ids are drawn from the sequence as one block; when they are
+// not consecutive (another session drew ids at the same moment; here the
+// sequence steps by 3, so no two are), they come back as runs and every row
+// still gets its own id, its attributes and its membership.
+TEST_F(ImportTest, IdsThatAreNotConsecutiveStillMatchTheirRows) {
+  {
+    pqxx::connection c(db_->url());
+    pqxx::work w(c);
+    w.exec("ALTER SEQUENCE recipients_id_seq INCREMENT BY 3");
+    w.commit();
+  }
+  ASSERT_EQ(mailer({"suppress", "add", "u7@example.com", "--reason", "manual"}).exit_code, 0);
+  std::string csv = "email,name\n";
+  for (int i = 0; i < 40; ++i)
+    csv += "U" + std::to_string(i) + "@example.com,u" + std::to_string(i) + "\n";
+  auto j = import(write("gaps.csv", csv));
+  EXPECT_EQ(j["imported"], 39);
+  EXPECT_EQ(j["suppressed"], 1);
+  EXPECT_EQ(members("news"), 39);
+  EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE attributes->>'name' || '@example.com' = "
+                  "email_key"),
+            39)
+      << "each recipient carries its own row's attributes";
+  EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE email_key = 'u7@example.com'"), 0);
+  EXPECT_EQ(count("SELECT count(DISTINCT id % 3) FROM recipients"), 1)
+      << query("SELECT string_agg(id::text, ' ' ORDER BY id) FROM recipients")[0][0].c_str();
+}
+
 TEST_F(ImportTest, BadRowsOfEveryKindAreRejectedWithLineAndReason) {
   std::string text =
       "email,name\n"                           // 1

@@ -9,6 +9,7 @@
 // tablewriter's own escaping, which its deprecation is about, is not used.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <memory>
 #include <pqxx/pqxx>
@@ -32,7 +33,13 @@ class CopyStream {
     append_field(buffer_, text);
     return *this;
   }
-  CopyStream& field(std::int64_t n) { return field(std::string_view(std::to_string(n))); }
+  CopyStream& field(std::int64_t n) {
+    char digits[24];
+    auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
+    buffer_.append(digits, end);
+    buffer_.push_back('\t');
+    return *this;
+  }
   CopyStream& field(bool b) { return field(std::string_view(b ? "t" : "f")); }
 
   // Fields already encoded by append_field (each with its tab), so that the

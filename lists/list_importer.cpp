@@ -323,6 +323,10 @@ class ImportRun {
 
   // Passes the chunk being read to the writer; false when the import stops.
   bool hand_off() {
+    // In key order, which is the order the writer COPYs new rows in; the
+    // rejects file is written in line order whatever the order here.
+    std::sort(reading_.staged.begin(), reading_.staged.end(),
+              [](const StagedRow& a, const StagedRow& b) { return a.key < b.key; });
     reading_.end_offset = reader_->offset();
     reading_.end_line = reader_->line();
     {
@@ -717,8 +721,12 @@ class ImportRun {
     // Key order: two imports adding the same addresses take their index
     // locks in one order (no deadlock between them), and the key index is
     // filled from left to right.
-    std::sort(firsts.begin(), firsts.end(),
-              [](const StagedRow* a, const StagedRow* b) { return a->key < b->key; });
+    // The reader hands chunks over in that order already (sorted there, off
+    // the path the database waits on); rows the MX check kept stay in it.
+    const auto by_key = [](const StagedRow* a, const StagedRow* b) { return a->key < b->key; };
+    if (!std::is_sorted(firsts.begin(), firsts.end(), by_key)) {
+      std::sort(firsts.begin(), firsts.end(), by_key);
+    }
     std::vector<std::int64_t> lo, hi, ids;
     ids.reserve(firsts.size());
     const auto wanted = static_cast<std::int64_t>(firsts.size());

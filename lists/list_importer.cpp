@@ -746,7 +746,7 @@ class ImportRun {
       }
       copy.complete();
     }
-    const std::string lo_array = bigint_array(lo), hi_array = bigint_array(hi);
+    const std::string lo_array = db::pg_int_array(lo), hi_array = db::pg_int_array(hi);
     // Suppressed addresses were added with the others (no lookup before the
     // COPY): take them back, and keep them out of the list.
     std::vector<std::int64_t> dropped;
@@ -763,15 +763,10 @@ class ImportRun {
                                  "suppressed: " + row[1].as<std::string>(), std::string(r->email)});
       }
     }
-    const std::string dropped_array = bigint_array(dropped);
+    const std::string dropped_array = db::pg_int_array(dropped);
     if (!dropped.empty()) w.exec_params(sql::kDropNewRecipients, dropped_array);
     w.exec_params(sql::kAddNewMembers, list_id_, lo_array, hi_array, dropped_array);
     out.statuses["new"] += firsts.size() - dropped.size();
-  }
-
-  // A PostgreSQL array literal of integers.
-  static std::string bigint_array(const std::vector<std::int64_t>& values) {
-    return fmt::format("{{{}}}", fmt::join(values, ","));
   }
 
   static void add_statuses(ImportCounts& c, const std::map<std::string, std::uint64_t>& statuses) {

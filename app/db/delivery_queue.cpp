@@ -32,16 +32,6 @@ std::optional<SysTime> optional_time(const pqxx::field& f) {
   return time_of_micros(f.as<std::int64_t>());
 }
 
-std::string int_array(const std::vector<std::int64_t>& values) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (i) out += ',';
-    out += std::to_string(values[i]);
-  }
-  out += '}';
-  return out;
-}
-
 std::string optional_int_array(const std::vector<std::optional<std::int64_t>>& values) {
   std::string out = "{";
   for (std::size_t i = 0; i < values.size(); ++i) {
@@ -91,6 +81,16 @@ const std::vector<std::string>& delivery_states() {
   static const std::vector<std::string> states = {"queued",  "sending", "sent",   "deferred",
                                                   "bounced", "failed",  "skipped"};
   return states;
+}
+
+std::string pg_int_array(const std::vector<std::int64_t>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(values[i]);
+  }
+  out += '}';
+  return out;
 }
 
 std::string pg_text_array(const std::vector<std::optional<std::string>>& values) {
@@ -371,7 +371,7 @@ std::size_t DeliveryQueue::write_outcomes(std::string_view owner,
     replies.push_back(o.reply.empty() ? std::nullopt : std::optional(o.reply));
     signals.push_back(o.signal.empty() ? std::nullopt : std::optional(o.signal));
   }
-  const std::string ids_text = int_array(ids), kinds_text = pg_text_array(kinds),
+  const std::string ids_text = pg_int_array(ids), kinds_text = pg_text_array(kinds),
                     next_text = optional_int_array(next), codes_text = pg_text_array(codes),
                     replies_text = pg_text_array(replies), signals_text = pg_text_array(signals);
   return db_.transact([&](pqxx::work& w) {
@@ -385,7 +385,7 @@ std::size_t DeliveryQueue::renew_leases(std::string_view owner,
                                         const std::vector<std::int64_t>& ids,
                                         std::chrono::milliseconds lease) {
   if (ids.empty()) return 0;
-  const std::string ids_text = int_array(ids);
+  const std::string ids_text = pg_int_array(ids);
   return db_.transact([&](pqxx::work& w) {
     return static_cast<std::size_t>(w.exec_prepared(kRenew, std::string(owner),
                                                     static_cast<std::int64_t>(lease.count()),

@@ -194,4 +194,8 @@ class DeliveryQueue {
 // parameters; nullopt elements become NULL.
 std::string pg_text_array(const std::vector<std::optional<std::string>>& values);
 
+// A PostgreSQL array literal of integers ("{1,2}"), for unnest() and ANY()
+// parameters.
+std::string pg_int_array(const std::vector<std::int64_t>& values);
+
 }  // namespace mailer::db

@@ -9,6 +9,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   g++ cmake ninja-build pkg-config clang-format ccache
+  # libFuzzer targets (tests/fuzz/run.sh)
+  clang libfuzzer-14-dev
   # libraries
   libcurl4-openssl-dev libssl-dev libpqxx-dev libpq-dev libspdlog-dev libfmt-dev
   libboost-dev libgtest-dev libgmock-dev libcli11-dev libtomlplusplus-dev
@@ -43,14 +45,20 @@ export DEBIAN_FRONTEND=noninteractive
 # postfix asks how to configure itself; we only need its smtp-sink/smtp-source tools.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 # Keep package scripts from starting system services inside build machines and containers.
-policy=/usr/sbin/policy-rc.d
+# A policy file that was already there (Debian's container images ship one) is left alone.
+# MAILER_POLICY_RC_D moves it for tests of this script.
+policy=${MAILER_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 created_policy=0
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
   $SUDO chmod 755 "$policy"
   created_policy=1
 fi
-cleanup() { [ "$created_policy" = 1 ] && $SUDO rm -f "$policy"; }
+# An if, not an `a && b` chain: under set -e a false test as a trap's last
+# command would become the script's exit status.
+cleanup() {
+  if [ "$created_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
+}
 trap cleanup EXIT
 
 $SUDO apt-get update -qq

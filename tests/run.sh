@@ -9,6 +9,8 @@
 #   MAILER_TEST_LONG=1      also the long reliability trials
 #   MAILER_SKIP_SANITIZE=1  only the normal configuration (quicker local runs)
 #   MAILER_SKIP_QUICKSTART=1  skip running deploy/quickstart.sh twice
+#   MAILER_SKIP_FUZZ=1      skip the libFuzzer targets (tests/fuzz/run.sh)
+#   MAILER_FUZZ_SECONDS=60  how long each fuzz target runs
 #   CTEST_ARGS="-R Config"  extra arguments for ctest
 set -euo pipefail
 
@@ -16,7 +18,24 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 jobs=$(nproc)
 
-echo "== dependencies"
+# Each phase's wall time, printed as it ends and again in a table at the end,
+# so a run creeping towards CI's time limit shows where before it fails.
+phase_log=()
+phase_name="" phase_start=0
+phase() {
+  phase_end
+  phase_name=$1 phase_start=$SECONDS
+  echo "== $1"
+}
+phase_end() {
+  [ -n "$phase_name" ] || return 0
+  local took=$((SECONDS - phase_start))
+  echo "-- $phase_name: ${took} s"
+  phase_log+=("$(printf '%6d s  %s' "$took" "$phase_name")")
+  phase_name=""
+}
+
+phase "dependencies"
 bash deploy/install-deps.sh
 
 configure_and_build() {
@@ -27,14 +46,14 @@ configure_and_build() {
 }
 
 mkdir -p build
-echo "== build (normal)"
+phase "build (normal)"
 configure_and_build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "${MAILER_SKIP_SANITIZE:-0}" != 1 ]; then
-  echo "== build (ASan+UBSan)"
+  phase "build (ASan+UBSan)"
   configure_and_build build/sanitize -DCMAKE_BUILD_TYPE=Debug -DMAILER_SANITIZE=ON
 fi
 
-echo "== private PostgreSQL"
+phase "private PostgreSQL"
 export MAILER_PG_DIR="$repo/.mailer/pg-test"
 stop_pg() { bash deploy/pg-local.sh stop || true; }
 trap stop_pg EXIT
@@ -47,7 +66,7 @@ unset MAILER_DATABASE_URL MAILER_CONFIG
 status=0
 run_ctest() {
   local dir=$1
-  echo "== tests ($dir)"
+  phase "tests ($dir)"
   # shellcheck disable=SC2086
   (cd "$dir" && ctest --output-on-failure -j"$jobs" ${CTEST_ARGS:-}) || status=1
 }
@@ -58,7 +77,7 @@ run_ctest build/release
 # must work too), with the binary just built. Its `mailer serve` is left up
 # on purpose; stopped here.
 run_quickstart() {
-  echo "== quickstart"
+  phase "quickstart"
   local log round
   for round in 1 2; do
     log="$repo/.mailer/quickstart-$round.log"
@@ -74,12 +93,21 @@ run_quickstart() {
   done
 }
 [ "${MAILER_SKIP_QUICKSTART:-0}" = 1 ] || run_quickstart
+if [ "${MAILER_SKIP_FUZZ:-0}" != 1 ]; then
+  phase "fuzz (${MAILER_FUZZ_SECONDS:-60} s per target)"
+  bash tests/fuzz/run.sh || status=1
+fi
 if [ "${MAILER_SKIP_SANITIZE:-0}" != 1 ]; then
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$repo/tests/lsan.supp}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   run_ctest build/sanitize
 fi
+
+phase_end
+echo "== phase times"
+printf '%s\n' "${phase_log[@]}"
+printf '%6d s  total\n' "$SECONDS"
 
 if [ "$status" -ne 0 ]; then
   echo "== FAILED"

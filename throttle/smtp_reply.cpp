@@ -146,8 +146,13 @@ SmtpReplyParse parse_smtp_reply(const std::vector<std::string>& lines, SmtpStage
 std::string format_smtp_reply(const SmtpReply& reply) {
   std::string out;
   std::string code = std::to_string(reply.code);
-  std::vector<std::string_view> lines = split_lines(reply.text);
-  if (lines.empty()) lines.push_back({});
+  // Split on every '\n', keeping empty lines (a last line that is empty too):
+  // the parser keeps them, so the wire form must carry them back.
+  std::vector<std::string_view> lines;
+  std::string_view rest = reply.text;
+  for (std::size_t nl; (nl = rest.find('\n')) != std::string_view::npos; rest.remove_prefix(nl + 1))
+    lines.push_back(rest.substr(0, nl));
+  lines.push_back(rest);
   for (std::size_t i = 0; i < lines.size(); ++i) {
     out += code;
     out += i + 1 == lines.size() ? ' ' : '-';

@@ -92,6 +92,18 @@ TEST(SmtpReply, FormatsWireFormThatParsesBack) {
   EXPECT_EQ(format_smtp_reply(bare), "250 ok\r\n");
 }
 
+// Found by the reply fuzz target: a last line with the code alone left an
+// empty last text line that the wire form dropped.
+TEST(SmtpReply, WireFormKeepsAnEmptyLastLine) {
+  auto parsed = parse_smtp_reply("421-4.7.28 Slow down\n421\n", SmtpStage::kGreeting);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->text, "Slow down\n");
+  auto again = parse_smtp_reply(format_smtp_reply(*parsed), SmtpStage::kGreeting);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->text, parsed->text);
+  EXPECT_EQ(again->enhanced_status, "4.7.28");
+}
+
 TEST(SmtpReply, ParsesLinesSplitByTheTransport) {
   std::vector<std::string> lines = {"450-4.2.1 The user is receiving mail too quickly.\r\n",
                                     "450 4.2.1 Please resend later."};

@@ -6,10 +6,10 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
-#include "app/commands.h"
+#include "app/base/errors.h"
+#include "app/base/logging.h"
+#include "app/cli/commands.h"
 #include "app/db/database.h"
-#include "app/errors.h"
-#include "app/logging.h"
 
 using namespace mailer::app;
 

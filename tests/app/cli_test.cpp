@@ -1,7 +1,7 @@
 // The command line contract: help, exit codes, unavailable commands, logging.
 #include <gtest/gtest.h>
 
-#include "app/logging.h"
+#include "app/base/logging.h"
 #include "tests/support/process.h"
 
 namespace mailer::app {

@@ -30,4 +30,10 @@ void register_doctor(CLI::App& root, Context& ctx, Action& action);
 CLI::App* register_unavailable(CLI::App& root, const std::string& name,
                                const std::string& description, Action& action);
 
+// After a failed parse of `root`: when the first word given is no command of
+// `root`, prints `mailer: unknown command "NAME"` and the list of commands on
+// stderr and returns true (the caller exits 2). Returns false for any other
+// parse error, which CLI11 reports itself.
+bool report_unknown_command(const CLI::App& root);
+
 }  // namespace mailer::app

@@ -6,10 +6,10 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
-#include "app/commands.h"
+#include "app/base/errors.h"
+#include "app/base/logging.h"
+#include "app/cli/commands.h"
 #include "app/db/database.h"
-#include "app/errors.h"
-#include "app/logging.h"
 
 using namespace mailer::app;
 
@@ -41,10 +41,15 @@ int main(int argc, char** argv) {
   register_sink(root, ctx, action);
   register_simulate(root, ctx, action);
   register_doctor(root, ctx, action);
+  register_unavailable(root, "bounces",
+                       "parse bounce, complaint and auto-reply reports; ingest or poll them",
+                       action);
+  register_unavailable(root, "inbound", "SMTP server for bounce and feedback-loop reports", action);
 
   try {
     root.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() != 0 && report_unknown_command(root)) return kExitUsage;
     const int rc = root.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
   }

@@ -3,9 +3,9 @@
 // impossible transitions, cancel, completion.
 #include <gtest/gtest.h>
 
-#include "app/campaign_store.h"
-#include "app/errors.h"
-#include "app/scheduler.h"
+#include "app/base/errors.h"
+#include "app/campaigns/campaign_store.h"
+#include "app/campaigns/scheduler.h"
 #include "tests/app/queue_seed.h"
 #include "tests/support/pg_fixture.h"
 

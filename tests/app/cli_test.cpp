@@ -1,7 +1,7 @@
 // The command line contract: help, exit codes, unavailable commands, logging.
 #include <gtest/gtest.h>
 
-#include "app/logging.h"
+#include "app/base/logging.h"
 #include "tests/support/process.h"
 
 namespace mailer::app {
@@ -24,6 +24,30 @@ TEST(Cli, BadUsageExitsTwo) {
   EXPECT_EQ(run_mailer({"no-such-command"}).exit_code, 2);
   EXPECT_EQ(run_mailer({"migrate", "--no-such-flag"}).exit_code, 2);
   EXPECT_EQ(run_mailer({"--log-level", "loud", "migrate"}).exit_code, 2);
+}
+
+TEST(Cli, UnknownCommandIsNamedWithTheListOfCommandsAndExitsTwo) {
+  auto r = run_mailer({"no-such-command", "--json"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command \"no-such-command\""), std::string::npos) << r.err;
+  for (const char* cmd : {"migrate", "campaign", "run", "serve", "doctor", "bounces", "inbound"}) {
+    EXPECT_NE(r.err.find(std::string("\n  ") + cmd + " "), std::string::npos) << cmd << r.err;
+  }
+  EXPECT_EQ(r.err.find("A subcommand is required"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(Cli, CommandsNotYetBuiltSaySoAndExitTwo) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"bounces"},
+                                               {"bounces", "parse", "--json", "dsn.eml"},
+                                               {"inbound", "--listen", "127.0.0.1:2525"}}) {
+    auto r = run_mailer(args);
+    EXPECT_EQ(r.exit_code, 2) << args[0];
+    EXPECT_NE(r.err.find("mailer " + args[0] + ": not yet available in this build"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << r.err;
+  }
 }
 
 TEST(Cli, BadConfigurationExitsTwoNamingTheKey) {

@@ -2,8 +2,8 @@
 // error messages for bad values.
 #include <gtest/gtest.h>
 
-#include "app/config.h"
-#include "app/errors.h"
+#include "app/base/errors.h"
+#include "app/config/config.h"
 
 namespace mailer::app {
 namespace {

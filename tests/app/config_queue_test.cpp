@@ -2,8 +2,8 @@
 // line and key.
 #include <gtest/gtest.h>
 
-#include "app/config.h"
-#include "app/errors.h"
+#include "app/base/errors.h"
+#include "app/config/config.h"
 #include "tests/support/config_error.h"
 
 namespace mailer::app {

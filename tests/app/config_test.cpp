@@ -1,6 +1,6 @@
 // Configuration: defaults, lookup order, environment override, and the exact
 // error messages for bad configuration.
-#include "app/config.h"
+#include "app/config/config.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "app/errors.h"
+#include "app/base/errors.h"
 #include "tests/support/config_error.h"
 #include "tests/support/process.h"
 

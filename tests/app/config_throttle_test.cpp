@@ -1,8 +1,8 @@
-#include "app/config_throttle.h"
+#include "app/config/config_throttle.h"
 
 #include <gtest/gtest.h>
 
-#include "app/errors.h"
+#include "app/base/errors.h"
 
 namespace mailer::app {
 namespace {

@@ -3,11 +3,11 @@
 // type, DMARC duplicates and bad policies, MX oddities, blocklist answers
 // outside 127/8, lookup errors that must warn rather than fail), and the
 // domain and selector rules of the command line.
-#include "app/doctor_checks.h"
+#include "app/doctor/doctor_checks.h"
 
 #include <gtest/gtest.h>
 
-#include "app/doctor.h"
+#include "app/doctor/doctor.h"
 
 namespace mailer::app {
 namespace {

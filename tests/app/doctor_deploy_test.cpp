@@ -14,7 +14,7 @@
 #include <set>
 #include <sstream>
 
-#include "app/config.h"
+#include "app/config/config.h"
 #include "tests/support/process.h"
 
 namespace mailer::app {

@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "app/dns_client.h"
-#include "app/doctor.h"
+#include "app/doctor/dns_client.h"
+#include "app/doctor/doctor.h"
 #include "tests/lists/dnsmasq_server.h"
 #include "tests/support/process.h"
 

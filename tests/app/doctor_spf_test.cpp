@@ -7,7 +7,7 @@
 
 #include <map>
 
-#include "app/spf_evaluator.h"
+#include "app/doctor/spf_evaluator.h"
 
 namespace mailer::app {
 namespace {

@@ -2,7 +2,7 @@
 // directions, ISO 8601 and local --at times. Pure: no clock, no database.
 #include <gtest/gtest.h>
 
-#include "app/send_window.h"
+#include "app/campaigns/send_window.h"
 
 namespace mailer::app {
 namespace {

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <regex>
 
-#include "app/dashboard_chart.h"
-#include "app/dashboard_page.h"
+#include "app/http/dashboard_chart.h"
+#include "app/http/dashboard_page.h"
 #include "tests/app/serve_support.h"
 #include "tests/support/pg_fixture.h"
 

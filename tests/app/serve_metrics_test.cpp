@@ -9,7 +9,7 @@
 
 #include "app/db/delivery_queue.h"
 #include "app/db/reply_counters.h"
-#include "app/metrics_exposition.h"
+#include "app/metrics/metrics_exposition.h"
 #include "tests/app/serve_support.h"
 #include "tests/support/pg_fixture.h"
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <thread>
 
-#include "app/http_service.h"
+#include "app/http/http_service.h"
 #include "sender/unsubscribe_token.h"
 #include "tests/app/queue_seed.h"
 #include "tests/app/queue_worker_process.h"

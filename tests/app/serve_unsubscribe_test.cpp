@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "app/db/delivery_queue.h"
-#include "app/unsubscribe_endpoint.h"
+#include "app/http/unsubscribe_endpoint.h"
 #include "tests/app/serve_support.h"
 #include "tests/support/pg_fixture.h"
 

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "app/config.h"
-#include "app/errors.h"
+#include "app/base/errors.h"
+#include "app/config/config.h"
 
 namespace mailer::testing {
 

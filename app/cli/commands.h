@@ -1,0 +1,39 @@
+// The `mailer` subcommands. Each registrar adds its subcommand (options and
+// help) to the root and, when that subcommand is parsed, stores in `action`
+// the work to run; main() runs it and maps errors to exit codes.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+#include "app/cli/context.h"
+
+namespace mailer::app {
+
+// Runs the parsed command; returns the exit status.
+using Action = std::function<int()>;
+
+void register_migrate(CLI::App& root, Context& ctx, Action& action);
+void register_lists(CLI::App& root, Context& ctx, Action& action);
+void register_import(CLI::App& root, Context& ctx, Action& action);
+void register_suppress(CLI::App& root, Context& ctx, Action& action);
+void register_campaign(CLI::App& root, Context& ctx, Action& action);
+void register_run(CLI::App& root, Context& ctx, Action& action);
+void register_serve(CLI::App& root, Context& ctx, Action& action);
+void register_status(CLI::App& root, Context& ctx, Action& action);
+void register_sink(CLI::App& root, Context& ctx, Action& action);
+void register_simulate(CLI::App& root, Context& ctx, Action& action);
+void register_doctor(CLI::App& root, Context& ctx, Action& action);
+
+// A command this build does not implement yet: accepts any arguments, says
+// so on stderr and exits 2. Never pretends to work.
+CLI::App* register_unavailable(CLI::App& root, const std::string& name,
+                               const std::string& description, Action& action);
+
+// After a failed parse of `root`: when the first word given is no command of
+// `root`, prints `mailer: unknown command "NAME"` and the list of commands on
+// stderr and returns true (the caller exits 2). Returns false for any other
+// parse error, which CLI11 reports itself.
+bool report_unknown_command(const CLI::App& root);
+
+}  // namespace mailer::app

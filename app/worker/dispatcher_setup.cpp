@@ -1,0 +1,94 @@
+#include "app/worker/dispatcher_setup.h"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "app/base/errors.h"
+#include "app/config/unsubscribe_secret.h"
+#include "sender/dkim_signer.h"
+
+namespace mailer::app {
+namespace {
+
+std::chrono::milliseconds ms(Duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+
+// The relay password: $MAILER_SMTP_PASSWORD, else the file's first line.
+std::optional<sender::SmtpCredentials> relay_credentials(const Config& config) {
+  const SenderSettings& s = config.sender;
+  if (s.auth_user.empty()) return std::nullopt;
+  sender::SmtpCredentials c;
+  c.user = s.auth_user;
+  if (const char* env = std::getenv("MAILER_SMTP_PASSWORD"); env != nullptr && *env != '\0') {
+    c.password = env;
+  } else if (!s.auth_password_file.empty()) {
+    std::ifstream in(s.auth_password_file, std::ios::binary);
+    if (!in || !std::getline(in, c.password)) {
+      throw UsageError(fmt::format("{}: key \"sender.auth_password_file\": cannot read {}",
+                                   config.source, s.auth_password_file));
+    }
+    if (!c.password.empty() && c.password.back() == '\r') c.password.pop_back();
+  } else {
+    throw UsageError(fmt::format(
+        "{}: key \"sender.auth_user\" is set but no password: set sender.auth_password_file or "
+        "$MAILER_SMTP_PASSWORD",
+        config.source));
+  }
+  return c;
+}
+
+}  // namespace
+
+sender::DispatcherSettings dispatcher_settings(const Config& config) {
+  const SenderSettings& s = config.sender;
+  sender::DispatcherSettings d;
+  d.egress = s.egress;
+  d.helo_name = s.helo_name;
+  d.source_address = s.source_address;
+  d.default_route = s.default_route;
+  d.routes = config.routes;
+  d.starttls = s.starttls == "required" ? sender::TlsMode::kRequired
+               : s.starttls == "none"   ? sender::TlsMode::kNone
+                                        : sender::TlsMode::kOpportunistic;
+  d.verify_peer = s.verify_certificates;
+  d.relay_auth = relay_credentials(config);
+  d.timeouts.connect = ms(s.connect_timeout);
+  d.timeouts.reply = ms(s.reply_timeout);
+  d.timeouts.total = ms(s.transaction_timeout);
+  d.mx.dns_server = s.dns_server;
+  d.mx_port = static_cast<unsigned short>(s.mx_port);
+  d.policies = config.throttle.providers;
+  d.retry = throttle::RetrySchedule(config.throttle.retry, config.throttle.retry_by_signal);
+  d.reply_rules = config.throttle.reply_rules;
+  d.lanes = s.lanes;
+  d.lookahead = ms(s.lookahead);
+  d.history_interval = ms(s.history_interval);
+
+  d.secret = load_unsubscribe_secret(config);
+  d.composer.tokens = std::make_shared<const sender::UnsubscribeTokenCodec>(d.secret);
+  d.composer.unsubscribe_base_url = config.unsubscribe.base_url.empty()
+                                        ? "http://" + config.http.listen
+                                        : config.unsubscribe.base_url;
+  if (!config.unsubscribe.mailto.empty()) d.composer.unsubscribe_mailto = config.unsubscribe.mailto;
+  d.composer.feedback_sender_id = s.feedback_id;
+  d.composer.message_id_domain = s.message_id_domain;
+  d.verp_domain = s.verp_domain;
+
+  for (std::size_t i = 0; i < config.dkim.size(); ++i) {
+    const DkimSettings& k = config.dkim[i];
+    const auto algorithm = sender::ParseDkimAlgorithm(k.algorithm);
+    try {
+      d.dkim.push_back(
+          sender::DkimSigner::FromPemFile(k.domain, k.selector, *algorithm, k.key_file));
+    } catch (const std::exception& e) {
+      throw UsageError(fmt::format("{}: [[dkim]] #{} (key_file {}): {}", config.source, i + 1,
+                                   k.key_file, e.what()));
+    }
+  }
+  return d;
+}
+
+}  // namespace mailer::app

@@ -50,7 +50,7 @@ std::string normalize_address(std::string_view text) {
   bool all_stars = true;
   for (char c : local) {
     if (!is_local_char(c)) return {};
-    if (c != '*' && c != 'x' && c != 'X') all_stars = false;
+    if (c != '*') all_stars = false;
   }
   if (all_stars || iequals(local, "redacted")) return {};
   for (char c : domain) {

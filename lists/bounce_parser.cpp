@@ -149,7 +149,7 @@ std::string one_line(std::string_view text) {
       space = !out.empty();
       continue;
     }
-    if (out.size() >= kMaxDiagnosticBytes) break;
+    if (out.size() + (space ? 2 : 1) > kMaxDiagnosticBytes) break;
     if (space) out += ' ';
     space = false;
     out += c;
@@ -207,14 +207,23 @@ void read_original_headers(const HeaderBlock& headers, OriginalMessage& original
 
 // Lines that introduce the quoted original message in plain-text bounces.
 constexpr std::string_view kOriginalMarkers[] = {
-    "this is a copy of the message",   "below this line is a copy of the message",
-    "original message follows",        "unsent message follows",
-    "message header follows",          "original message headers",
-    "headers of the original message", "header of the original message",
-    "----- original message -----",    "------ original message ------",
-    "original message text follows",   "returned message follows",
-    "copy of the original message",    "content-type: message/rfc822",
-    "undelivered message attached",    "your message reads",
+    "this is a copy of the message",
+    "below this line is a copy of the message",
+    "original message follows",
+    "unsent message follows",
+    "undelivered message follows",
+    "message header follows",
+    "original message headers",
+    "headers of the original message",
+    "header of the original message",
+    "----- original message -----",
+    "------ original message ------",
+    "original message text follows",
+    "returned message follows",
+    "copy of the original message",
+    "content-type: message/rfc822",
+    "undelivered message attached",
+    "your message reads",
 };
 
 // Splits `text` at the first original-message marker line: the returned
@@ -653,6 +662,21 @@ bool read_text_bounce(std::string_view notice, const std::vector<std::string>& n
   return true;
 }
 
+// A DSN without Diagnostic-Code (Sendmail's delay warnings) often explains
+// itself in the notice: "<user@example.com>... Deferred: Connection timed out".
+void fill_missing_diagnostics(std::string_view notice, BounceReport& report) {
+  bool missing = false;
+  for (const BounceRecipient& r : report.recipients) missing = missing || r.diagnostic.empty();
+  if (!missing) return;
+  const std::vector<TextRecipient> found = scan_text_recipients(notice, {}, 1000);
+  for (BounceRecipient& r : report.recipients) {
+    if (!r.diagnostic.empty()) continue;
+    for (const TextRecipient& t : found) {
+      if (iequals(t.address, r.address)) r.diagnostic = one_line(t.reason);
+    }
+  }
+}
+
 // --- RFC 3834 ------------------------------------------------------------------
 
 bool is_auto_reply(const HeaderBlock& headers) {
@@ -766,6 +790,7 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
 
   if (delivery_status && read_delivery_status(delivery_status->body, out, report)) {
     report.format = ReportFormat::kDeliveryStatus;
+    fill_missing_diagnostics(readable, report);
     return;
   }
   if (feedback && read_feedback_report(feedback->body, report.original, out, report)) {

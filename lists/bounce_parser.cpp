@@ -378,8 +378,25 @@ const nlohmann::json* json_member(const nlohmann::json& object, const char* key)
   return it == object.end() ? nullptr : &*it;
 }
 
+// The JSON object at the start of `text`: SNS mails append an unsubscribe
+// footer after it, and mail systems may fold its long line (a raw line end
+// inside a JSON string), so line ends are dropped and the text after the
+// last '}' before the footer ("\n--\n") is cut.
+std::string ses_json_text(std::string_view text) {
+  std::size_t footer = text.find("\n--\n");
+  std::string_view json = text.substr(0, footer);
+  std::size_t last = json.rfind('}');
+  if (last == std::string_view::npos) return {};
+  std::string out;
+  out.reserve(last + 1);
+  for (char c : json.substr(0, last + 1)) {
+    if (c != '\n') out += c;
+  }
+  return out;
+}
+
 bool read_ses_notification(std::string_view text, ReportBuilder& out, BounceReport& report) {
-  nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
+  nlohmann::json doc = nlohmann::json::parse(ses_json_text(text), nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) return false;
   // An SNS envelope carries the notification as a JSON string in "Message".
   if (std::string inner = json_string(doc, "Message"); !inner.empty()) {
@@ -662,6 +679,34 @@ bool read_text_bounce(std::string_view notice, const std::vector<std::string>& n
   return true;
 }
 
+// Recipients from an X-Failed-Recipients header ("a@x, b@y"), with the
+// whole notice as the evidence for each.
+bool read_failed_recipients_header(std::string_view header, std::string_view notice,
+                                   ReportBuilder& out) {
+  if (trim(header).empty()) return false;
+  const std::string whole = one_line(notice);
+  std::string status = find_status(notice);
+  if (status.empty()) status = find_reply_code_status(notice);
+  const FeedbackKind kind = is_delay_notice(ascii_lower(notice))
+                                ? FeedbackKind::kSoft
+                                : classify_failure(status, whole, "");
+  bool any = false;
+  std::size_t start = 0;
+  while (start <= header.size()) {
+    std::size_t comma = header.find(',', start);
+    std::string_view item = header.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    std::string address = find_address(item);
+    if (!address.empty()) {
+      out.Add(BounceRecipient{address, {}, kind, status, whole});
+      any = true;
+    }
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return any;
+}
+
 // A DSN without Diagnostic-Code (Sendmail's delay warnings) often explains
 // itself in the notice: "<user@example.com>... Deferred: Connection timed out".
 void fill_missing_diagnostics(std::string_view notice, BounceReport& report) {
@@ -827,6 +872,12 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
     if (!report.original.from.empty()) not_recipients.push_back(report.original.from);
     if (!report.original.return_path.empty()) not_recipients.push_back(report.original.return_path);
     if (read_text_bounce(readable, not_recipients, out, limits.max_recipients)) {
+      report.format = ReportFormat::kMtaText;
+      return;
+    }
+    // Exim names the failed addresses in a header even when its notice gives
+    // only local parts.
+    if (read_failed_recipients_header(top.get("X-Failed-Recipients"), readable, out)) {
       report.format = ReportFormat::kMtaText;
       return;
     }

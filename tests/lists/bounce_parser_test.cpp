@@ -104,6 +104,8 @@ const std::map<std::string, std::vector<Expected>>& corpus_expectations() {
       {"arf-base64-embedded.eml", {{"hugo.spamclick@example-isp.example", K::kComplaint, ""}}},
       {"autoreply-german-abwesenheit.eml", {{"ines.maier@firma.example", K::kAutoReply, ""}}},
       {"not-a-report-vacation-talk.eml", {}},
+      {"exim-local-part-only.eml", {{"ken@relay-dest.example", K::kHard, "5.1.1"}}},
+      {"amazonses-json-direct-footer.eml", {{"lou@ses-dest.example", K::kHard, "5.1.1"}}},
   };
   return table;
 }

@@ -207,23 +207,15 @@ void read_original_headers(const HeaderBlock& headers, OriginalMessage& original
 
 // Lines that introduce the quoted original message in plain-text bounces.
 constexpr std::string_view kOriginalMarkers[] = {
-    "this is a copy of the message",
-    "below this line is a copy of the message",
-    "original message follows",
-    "unsent message follows",
-    "undelivered message follows",
-    "message header follows",
-    "original message headers",
-    "headers of the original message",
-    "header of the original message",
-    "----- original message -----",
-    "------ original message ------",
-    "original message text follows",
-    "returned message follows",
-    "copy of the original message",
-    "content-type: message/rfc822",
-    "undelivered message attached",
-    "your message reads",
+    "this is a copy of the message",  "below this line is a copy of the message",
+    "original message follows",       "unsent message follows",
+    "undelivered message follows",    "message header follows",
+    "original message headers",       "headers of the original message",
+    "header of the original message", "----- original message -----",
+    "------ original message ------", "original message text follows",
+    "returned message follows",       "------- returned message",
+    "copy of the original message",   "content-type: message/rfc822",
+    "undelivered message attached",   "your message reads",
 };
 
 // Splits `text` at the first original-message marker line: the returned

@@ -14,6 +14,10 @@
 namespace mailer::lists {
 namespace {
 
+// Longest text between angle brackets tried as an address: the 254 octets
+// of RFC 5321 plus room for stray whitespace.
+constexpr std::size_t kMaxBracketedAddress = 320;
+
 // Lines of a recipient's explanation gathered in a plain-text bounce: enough
 // for Exim's host / SMTP error / reply triple and Exchange's two-line notes.
 constexpr std::size_t kMaxReasonLines = 8;
@@ -65,22 +69,28 @@ std::string normalize_address(std::string_view text) {
 // The first address in `text`: inside angle brackets when there are any,
 // otherwise the run of address characters around the first '@'.
 std::string find_address(std::string_view text) {
+  // The first '>' after each '<' is found once per run of '<' before it, so a
+  // line of many '<' costs linear time, not quadratic.
   std::size_t search = 0;
+  std::size_t close = 0;
   while (true) {
     std::size_t open = text.find('<', search);
     if (open == std::string_view::npos) break;
-    std::size_t close = text.find('>', open);
+    if (close <= open) close = text.find('>', open);
     if (close == std::string_view::npos) break;
-    std::string inner = normalize_address(text.substr(open + 1, close - open - 1));
-    if (!inner.empty()) return inner;
+    if (close - open - 1 <= kMaxBracketedAddress) {
+      std::string inner = normalize_address(text.substr(open + 1, close - open - 1));
+      if (!inner.empty()) return inner;
+    }
     search = open + 1;
   }
   std::size_t at = text.find('@');
   while (at != std::string_view::npos) {
     std::size_t start = at;
-    while (start > 0 && is_local_char(text[start - 1])) --start;
+    // Bounded like the parts of an address, so a run of '@' stays linear.
+    while (start > 0 && at - start < 64 && is_local_char(text[start - 1])) --start;
     std::size_t end = at + 1;
-    while (end < text.size() && is_domain_char(text[end])) ++end;
+    while (end < text.size() && end - at <= 255 && is_domain_char(text[end])) ++end;
     std::string address = normalize_address(text.substr(start, end - start));
     if (!address.empty()) return address;
     at = text.find('@', at + 1);

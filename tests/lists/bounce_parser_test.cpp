@@ -383,6 +383,10 @@ TEST(BounceParser, HostileInputNeitherThrowsNorNamesNonAddresses) {
       "Content-Transfer-Encoding: quoted-printable\n\n=\n=4=",
       deep,
       std::string(4096, '<'),
+      // Runs that a quadratic scan would take minutes over.
+      "To: " + std::string(900000, '<') + ">\n\n",
+      "From: MAILER-DAEMON@x\nSubject: failure notice\n\n" + std::string(100000, 'a') +
+          std::string(800000, '@') + "\n",
       std::string("From: x\0y@example.com\n\n\0\0\0", 26),
   };
   for (const std::string& input : inputs) {

@@ -113,6 +113,10 @@ const std::map<std::string, std::vector<Expected>>& corpus_expectations() {
       {"not-a-report-vacation-talk.eml", {}},
       {"exim-local-part-only.eml", {{"ken@relay-dest.example", K::kHard, "5.1.1"}}},
       {"amazonses-json-direct-footer.eml", {{"lou@ses-dest.example", K::kHard, "5.1.1"}}},
+      {"outlookcom-blocklist-s3150.eml", {{"jo.live@outlook.com", K::kSoft, "5.7.1"}}},
+      {"courier-mailbox-full.eml", {{"quin@courier.example", K::kSoft, "5.0.0"}}},
+      {"gmail-legacy-dns-error.eml", {{"ray@no-such-host.example", K::kHard, ""}}},
+      {"exchange2010-text-only.eml", {{"sue@corp2010.example", K::kHard, "5.1.1"}}},
   };
   return table;
 }

@@ -29,15 +29,17 @@ constexpr std::string_view kSoftPhrases[] = {
     // edge blocking does not list yet; Sisimai classes it as filtered.
     "recipient not found by smtp address lookup"};
 
-// The mailbox does not exist. Yahoo's "This user doesn't have a yahoo.com
-// account" is left out: Yahoo answers it for filtered accounts too.
+// The mailbox does not exist. Left out: Yahoo's "This user doesn't have a
+// yahoo.com account" and Exchange's bare "Recipient Not Found", which both
+// come back for filtered live accounts too (Sisimai classes them as
+// filtered); with a 5.1.1 status they are still hard.
 constexpr std::string_view kUserUnknownPhrases[] = {
     "user unknown", "unknown user", "no such user", "no such mailbox", "no such recipient",
     "no such account", "no such person", "no such address", "unknown recipient",
-    "recipient unknown", "recipient not found", "user not found", "address not found",
-    "mailbox not found", "mailbox unavailable", "does not exist", "doesn't exist", "not exist",
-    "no mailbox here", "no mailbox by that name", "invalid recipient", "invalid mailbox",
-    "invalid address", "unknown address", "address unknown", "recipnotfound", "recipientnotfound",
+    "recipient unknown", "user not found", "address not found", "mailbox not found",
+    "mailbox unavailable", "does not exist", "doesn't exist", "not exist", "no mailbox here",
+    "no mailbox by that name", "invalid recipient", "invalid mailbox", "invalid address",
+    "unknown address", "address unknown", "recipnotfound", "recipientnotfound",
     "bad destination mailbox", "not a valid mailbox", "not a valid recipient", "not a valid user",
     "not a known user", "is not a known user", "not our customer", "unknown local part",
     "unknown mailbox", "mailbox not present", "addressee unknown", "no account by that name",

@@ -100,6 +100,9 @@ FeedbackKind classify_failure(std::string_view status, std::string_view diagnost
   if (act == "delayed") return FeedbackKind::kSoft;
   if (!status.empty() && status[0] == '2') return FeedbackKind::kDelivered;
   if (!status.empty() && status[0] == '4') return FeedbackKind::kSoft;
+  // Class 5.7 is security or policy (RFC 3463): whatever the text says about
+  // the user, the receiver refused this sender or message, not the address.
+  if (status.starts_with("5.7.")) return FeedbackKind::kSoft;
   const std::string text = ascii_lower(diagnostic);
   if (contains_any(text, kSoftPhrases)) return FeedbackKind::kSoft;
   if (contains_any(text, kUserUnknownPhrases) || contains_any(text, kHostUnknownPhrases) ||

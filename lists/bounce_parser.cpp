@@ -487,10 +487,10 @@ bool read_ses_notification(std::string_view text, ReportBuilder& out, BounceRepo
 // Sender local parts and display names of bounce generators.
 bool is_bounce_sender(std::string_view from_lower) {
   constexpr std::string_view kSenders[] = {
-      "mailer-daemon", "postmaster",        "mail delivery", "mail administrator",
-      "mailer_daemon", "maildelivery",      "mail system",   "mdaemon",
-      "bounce",        "microsoftexchange", "nobody@",       "mail.delivery",
-      "smtp gateway",  "delivery subsystem"};
+      "mailer-daemon", "postmaster",         "mail delivery", "mail administrator",
+      "mailer_daemon", "maildelivery",       "mail system",   "mdaemon",
+      "bounce",        "microsoftexchange",  "nobody@",       "mail.delivery",
+      "smtp gateway",  "delivery subsystem", "post_master"};
   for (std::string_view s : kSenders) {
     if (contains(from_lower, s)) return true;
   }
@@ -653,10 +653,30 @@ std::vector<TextRecipient> scan_text_recipients(std::string_view text,
   return found;
 }
 
+// The last resort of a notice that names nobody the usual ways: the address
+// of its session transcript's RCPT TO (">>> RCPT To:<user@example.com>",
+// Verizon's "RCPT TO: user@example.com").
+std::vector<TextRecipient> scan_rcpt_to_lines(std::string_view text,
+                                              const std::vector<std::string>& not_recipients) {
+  std::vector<TextRecipient> found;
+  const std::string lower = ascii_lower(text);
+  std::size_t at = lower.find("rcpt to:");
+  if (at == std::string::npos) return found;
+  std::size_t eol = text.find('\n', at);
+  std::string address = find_address(
+      text.substr(at + 8, eol == std::string_view::npos ? std::string_view::npos : eol - at - 8));
+  for (const std::string& other : not_recipients) {
+    if (iequals(other, address)) return found;
+  }
+  if (!address.empty()) found.push_back(TextRecipient{address, {}});
+  return found;
+}
+
 // Reads a bounce that has no machine-readable part.
 bool read_text_bounce(std::string_view notice, const std::vector<std::string>& not_recipients,
                       ReportBuilder& out, std::size_t max_recipients) {
   std::vector<TextRecipient> found = scan_text_recipients(notice, not_recipients, max_recipients);
+  if (found.empty()) found = scan_rcpt_to_lines(notice, not_recipients);
   if (found.empty()) return false;
   const std::string notice_lower = ascii_lower(notice);
   const bool delayed = is_delay_notice(notice_lower);
@@ -835,6 +855,11 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
     read_original_headers(parse_header_block(q, 512, &unused), report.original);
   }
 
+  // Exchange, Gmail and carriers answer "In-Reply-To" the message they bounce.
+  if (report.original.message_id.empty()) {
+    report.original.message_id = std::string(trim(top.get("In-Reply-To")));
+  }
+
   if (delivery_status && read_delivery_status(delivery_status->body, out, report)) {
     report.format = ReportFormat::kDeliveryStatus;
     fill_missing_diagnostics(readable, report);
@@ -857,11 +882,13 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
                            delivery_status != nullptr;
   if (bounce_like) {
     // DSN fields written into the text (MTAs that inline them) come first.
-    if (ascii_lower(readable).find("final-recipient:") != std::string::npos) {
-      std::size_t at = ascii_lower(readable).find("final-recipient:");
-      std::size_t line = readable.rfind('\n', at);
-      std::string_view fields = readable.substr(line == std::string_view::npos ? 0 : line + 1);
-      // Reporting-MTA and friends before it are per-message fields.
+    const std::size_t at = ascii_lower(readable).find("final-recipient:");
+    if (at != std::string::npos) {
+      // From the start of its paragraph: some MTAs (PMDF) write Action and
+      // Status before the recipient fields.
+      std::size_t paragraph = readable.rfind("\n\n", at);
+      std::string_view fields =
+          readable.substr(paragraph == std::string_view::npos ? 0 : paragraph + 2);
       if (read_delivery_status(fields, out, report)) {
         report.format = ReportFormat::kDeliveryStatus;
         return;

@@ -69,6 +69,28 @@ int hex_value(char c) {
   return -1;
 }
 
+// The boundary of a multipart whose Content-Type lost its parameter (some
+// gateways break the folded line so that "boundary=..." lands in the body):
+// the first line of at least 3 characters after "--", within the first 64
+// lines.
+std::string guess_boundary(std::string_view body) {
+  std::size_t pos = 0;
+  for (int line = 0; line < 64 && pos < body.size(); ++line) {
+    std::size_t eol = body.find('\n', pos);
+    std::string_view text =
+        body.substr(pos, (eol == std::string_view::npos ? body.size() : eol) - pos);
+    if (text.starts_with("--")) {
+      std::string_view candidate = trim(text.substr(2));
+      if (candidate.size() >= 3 && candidate.size() <= 200 && !candidate.ends_with("--")) {
+        return std::string(candidate);
+      }
+    }
+    if (eol == std::string_view::npos) break;
+    pos = eol + 1;
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string ascii_lower(std::string_view text) {
@@ -233,6 +255,9 @@ MimeMessage::MimeMessage(std::string_view raw, const MimeLimits& limits)
   std::string_view body;
   headers_ = parse_header_block(text_, limits_.max_header_fields, &body);
   content_type_ = parse_content_type(headers_.get("Content-Type"));
+  if (content_type_.is_multipart() && content_type_.boundary.empty()) {
+    content_type_.boundary = guess_boundary(body);
+  }
   if (content_type_.is_multipart() && !content_type_.boundary.empty()) {
     ReadMultipart(body, content_type_.boundary, 1);
   } else {
@@ -259,6 +284,7 @@ void MimeMessage::ReadEntity(std::string_view headers_and_body, int depth) {
   std::string_view body;
   HeaderBlock headers = parse_header_block(headers_and_body, limits_.max_header_fields, &body);
   ContentType type = parse_content_type(headers.get("Content-Type"));
+  if (type.is_multipart() && type.boundary.empty()) type.boundary = guess_boundary(body);
   if (type.is_multipart() && !type.boundary.empty() && depth < limits_.max_depth) {
     ReadMultipart(body, type.boundary, depth + 1);
     return;

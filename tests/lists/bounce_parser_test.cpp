@@ -117,6 +117,8 @@ const std::map<std::string, std::vector<Expected>>& corpus_expectations() {
       {"courier-mailbox-full.eml", {{"quin@courier.example", K::kSoft, "5.0.0"}}},
       {"gmail-legacy-dns-error.eml", {{"ray@no-such-host.example", K::kHard, ""}}},
       {"exchange2010-text-only.eml", {{"sue@corp2010.example", K::kHard, "5.1.1"}}},
+      {"verizon-broken-boundary-fold.eml", {{"5550100123@vtext.example", K::kHard, "5.0.0"}}},
+      {"pmdf-inline-dsn-fields.eml", {{"tom@pmdf-dest.example", K::kSoft, "5.7.1"}}},
   };
   return table;
 }
@@ -150,7 +152,8 @@ TEST(BounceParserCorpus, ReadsEveryRecipientKindAndStatus) {
 TEST(BounceParserCorpus, FindsTheOriginalMessageIdWhereTheReportQuotesIt) {
   for (const auto& [file, expected] : corpus_expectations()) {
     if (file.starts_with("not-a-report") || file.starts_with("exchange2003") ||
-        file.starts_with("domino") || file == "autoreply-x-autoreply-header.eml") {
+        file.starts_with("domino") || file.starts_with("pmdf") ||
+        file == "autoreply-x-autoreply-header.eml") {
       continue;  // these quote nothing of the original
     }
     SCOPED_TRACE(file);
@@ -435,6 +438,7 @@ TEST(BounceClassifier, DeadAddressesAreHardAndEverythingElseSoft) {
       {"5.1.1", "550 5.1.1 mailbox full", "failed", K::kSoft},
       {"5.7.1", "554 5.7.1 blocked using zen.spamhaus.org; user unknown", "failed", K::kSoft},
       {"5.0.0", "550 Message rejected", "failed", K::kSoft},
+      {"5.7.1", "550 5.7.1 550 User Unknown: a@example.org", "failed", K::kSoft},
       {"4.1.1", "450 4.1.1 User unknown in local recipient table", "failed", K::kSoft},
       {"5.1.1", "550 5.1.1 User unknown", "delayed", K::kSoft},
       {"2.0.0", "250 OK", "delivered", K::kDelivered},

@@ -19,6 +19,7 @@ PACKAGES=(
   postgresql postgresql-contrib postfix dnsmasq-base
   # independent checkers used by tests
   python3 python3-dkim procps iproute2 util-linux
+  libsisimai-perl  # reference bounce reader for tests/lists/sisimai_compare.sh
   chromium  # headless browser for the dashboard test
 )
 

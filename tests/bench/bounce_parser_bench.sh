@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Bounce parser throughput: builds tests/bench/bounce_parser_bench.cpp
+# against the lists library of a build directory and parses the corpus
+# under tests/data/bounces/ round robin on one thread (target >= 20,000
+# messages/s). Prints a figure; asserts nothing.
+# Usage: tests/bench/bounce_parser_bench.sh [BUILD_DIR] [SECONDS] [CORPUS_DIR]
+#   BUILD_DIR defaults to build/release.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${1:-$root/build/release}"
+seconds="${2:-3}"
+corpus="${3:-$root/tests/data/bounces}"
+
+cmake --build "$build" --target lists >/dev/null
+out="$build/tests/bench"
+mkdir -p "$out"
+c++ -std=c++20 -O2 -I"$root" "$root/tests/bench/bounce_parser_bench.cpp" \
+  "$build/lists/liblists.a" -o "$out/bounce_parser_bench"
+mapfile -t files < <(find "$corpus" -type f | sort)
+taskset -c 0 "$out/bounce_parser_bench" --bench "$seconds" "${files[@]}" 2>/dev/null ||
+  "$out/bounce_parser_bench" --bench "$seconds" "${files[@]}"

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "app/commands.h"
+#include "app/db/list_import_store.h"
 #include "app/errors.h"
 #include "lists/list_importer.h"
 
@@ -142,7 +143,8 @@ int run_import(Context& ctx, const ImportCliOptions& o) {
   options.chunk_rows = static_cast<std::size_t>(s.chunk_rows);
 
   ProgressReporter progress;
-  lists::ListImporter importer(ctx.database(), *rules, classifier, options);
+  db::ListImportStore store(ctx.database());
+  lists::ListImporter importer(store, *rules, classifier, options);
   lists::ImportCounts counts;
   try {
     counts = importer.run([&](const lists::ImportProgress& p) { progress(p); });

@@ -20,11 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include "app/db/delivery_queue.h"
-#include "lists/copy_stream.h"
+#include "lists/copy_text.h"
 #include "lists/email_address.h"
-#include "lists/list_store.h"
-#include "lists/statements.h"
 
 namespace mailer::lists {
 namespace {
@@ -117,27 +114,6 @@ class KeySet {
   std::size_t used_ = 0;
 };
 
-// A row past the checks; its text lives in its chunk's arena.
-struct StagedRow {
-  std::int64_t line;
-  std::string_view email;
-  std::string_view key;
-  std::string_view domain;
-  std::string_view attributes;
-  // First row of its address in the chunk (later ones are duplicates).
-  bool first = true;
-  // email, key, domain and attributes encoded for COPY into recipients, by
-  // the reader thread (first rows only).
-  std::string_view copy_fields;
-};
-
-struct RejectedRow {
-  std::uint64_t line;
-  std::string reason;
-  std::string detail;
-  std::string email;
-};
-
 // A chunk of the file: its rows past the checks, its rejected rows and
 // counts, and where the file continues after it.
 struct Chunk {
@@ -148,17 +124,6 @@ struct Chunk {
   std::uint64_t end_offset = 0;
   std::uint64_t end_line = 0;
 };
-
-// The chunk's plain COPY of new addresses met one the database has: its
-// transaction is rolled back and the chunk runs again with a lookup.
-struct KnownAddressesInChunk : std::exception {
-  const char* what() const noexcept override { return "address already known"; }
-};
-
-// Attempts of a chunk whose new addresses keep being added by another import
-// at the same time (a unique violation rolls the chunk back; the next
-// attempt's snapshot sees the other import's rows).
-constexpr int kConcurrentRetries = 5;
 
 struct MxVerdict {
   MxStatus status;
@@ -222,20 +187,13 @@ std::string file_identity(const std::string& path, const struct stat& st) {
                      hash);
 }
 
-// A failure caused by another import writing the same addresses at the same
-// time (the chunk is run again).
-bool is_concurrent_conflict(const pqxx::sql_error& e) {
-  return dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr ||
-         dynamic_cast<const pqxx::deadlock_detected*>(&e) != nullptr;
-}
-
 // One run of an import: the open file, the chunk being built, the caches.
 class ImportRun {
  public:
-  ImportRun(db::Database& db, const HygieneRules& rules,
+  ImportRun(ImportStore& store, const HygieneRules& rules,
             const throttle::ProviderClassifier& classifier, const ImportOptions& options,
             const std::function<void(const ImportProgress&)>& progress)
-      : db_(db), rules_(rules), classifier_(classifier), o_(options), progress_(progress) {}
+      : store_(store), rules_(rules), classifier_(classifier), o_(options), progress_(progress) {}
 
   ImportCounts run() {
     open_input();
@@ -278,10 +236,7 @@ class ImportRun {
       if (!spent_) spent_ = std::move(writing_);
     }
     if (read_error_) std::rethrow_exception(read_error_);
-    db_.transact([&](pqxx::work& w) {
-      w.exec_prepared(sql::kFinishImport, import_id_, counts_.to_json().dump());
-      w.exec_prepared(sql::kUnlockImport, import_id_);
-    });
+    store_.finish(import_.import_id, counts_.to_json().dump());
     report(total_bytes_);
     return counts_;
   }
@@ -392,46 +347,34 @@ class ImportRun {
   }
 
   void open_import() {
-    prepare_list_statements(db_);
-    auto list = ListStore(db_).find(o_.list_name);
-    if (!list) {
+    auto list_id = store_.find_list(o_.list_name);
+    if (!list_id) {
       throw ImportInputError(
           fmt::format("list \"{}\" does not exist (create it with: mailer lists create {})",
                       o_.list_name, o_.list_name));
     }
-    list_id_ = list->id;
-    auto running = db_.transact([&](pqxx::work& w) {
-      return w.exec_prepared(sql::kFindRunningImport, list_id_, identity_);
-    });
-    bool resume = !running.empty();
+    auto running = store_.find_running(*list_id, identity_);
+    bool resume = running.has_value();
     open_rejects(resume);
     if (resume) {
-      import_id_ = running[0][0].as<std::int64_t>();
-      data_offset_ = running[0][1].as<std::uint64_t>();
-      data_line_ = running[0][2].as<std::uint64_t>();
-      counts_ = ImportCounts::from_json(nlohmann::json::parse(running[0][3].as<std::string>()));
-      started_at_ = running[0][4].as<std::string>();
+      import_ = std::move(*running);
+      data_offset_ = import_.offset;
+      data_line_ = import_.line;
+      counts_ = ImportCounts::from_json(nlohmann::json::parse(import_.counts_json));
       in_.clear();
       in_.seekg(static_cast<std::streamoff>(data_offset_));
       reader_ = std::make_unique<CsvReader>(in_, o_.csv, data_offset_, data_line_);
-      spdlog::info("import: resuming import #{} of {} at line {} ({} rows done)", import_id_,
+      spdlog::info("import: resuming import #{} of {} at line {} ({} rows done)", import_.import_id,
                    o_.file, data_line_, counts_.rows);
     } else {
-      auto r = db_.transact([&](pqxx::work& w) {
-        return w.exec_prepared(sql::kStartImport, list_id_, o_.file, identity_, data_offset_,
-                               data_line_);
-      });
-      import_id_ = r[0][0].as<std::int64_t>();
-      started_at_ = r[0][1].as<std::string>();
+      import_ = store_.start(*list_id, o_.file, identity_, data_offset_, data_line_);
     }
+    import_.file = o_.file;
     resumed_ = resume;
-    bool locked = db_.transact([&](pqxx::work& w) {
-      return w.exec_prepared(sql::kLockImport, import_id_)[0][0].as<bool>();
-    });
-    if (!locked) {
+    if (!store_.lock(import_.import_id)) {
       throw std::runtime_error(
-          fmt::format("import #{} of {} into list \"{}\" is running in another process", import_id_,
-                      o_.file, o_.list_name));
+          fmt::format("import #{} of {} into list \"{}\" is running in another process",
+                      import_.import_id, o_.file, o_.list_name));
     }
   }
 
@@ -501,11 +444,11 @@ class ImportRun {
       std::string& fields = copy_scratch_;
       fields.clear();
       for (std::string_view f : {row.email, row.key, row.domain}) {
-        CopyStream::append_field(fields, f);
+        append_copy_field(fields, f);
       }
       const bool plain = attributes.find_first_of("\\\t\n\r") == std::string::npos;
       const std::size_t attributes_at = fields.size();
-      CopyStream::append_field(fields, attributes);
+      append_copy_field(fields, attributes);
       row.copy_fields = text.put(fields);
       row.attributes =
           plain ? row.copy_fields.substr(attributes_at, attributes.size()) : text.put(attributes);
@@ -540,14 +483,9 @@ class ImportRun {
 
   void resolve(std::vector<std::string> domains) {
     if (mx_cache_.size() + domains.size() > kDomainCacheLimit) mx_cache_.clear();
-    std::string joined = fmt::format("{}", fmt::join(domains, " "));
-    auto cached =
-        db_.transact([&](pqxx::work& w) { return w.exec_prepared(sql::kCachedDomains, joined); });
-    for (const auto& row : cached) {
-      std::string hosts = row[2].as<std::string>();
-      mx_cache_[row[0].as<std::string>()] =
-          MxVerdict{mx_status_from_string(row[1].as<std::string>()),
-                    hosts.substr(0, hosts.find(' ')), "cached answer"};
+    for (const CachedDomain& c : store_.cached_domains(domains)) {
+      mx_cache_[c.domain] = MxVerdict{mx_status_from_string(c.status),
+                                      c.hosts.substr(0, c.hosts.find(' ')), "cached answer"};
     }
     std::vector<std::string> ask;
     for (auto& d : domains) {
@@ -555,18 +493,18 @@ class ImportRun {
     }
     if (ask.empty()) return;
     auto answers = mx_->check(ask);
-    db_.transact([&](pqxx::work& w) {
-      for (const auto& [domain, a] : answers) {
-        std::string first = a.hosts.empty() ? std::string() : a.hosts.front();
-        std::string provider = classifier_.classify(domain, a.status == MxStatus::kOk ? first : "");
-        // Temporary failures are recorded but expire at once: never cached.
-        long long ttl =
-            a.status == MxStatus::kError ? 0 : std::max(a.ttl, o_.mx_cache_ttl_floor).count();
-        w.exec_prepared(sql::kStoreDomainAnswer, domain, provider,
-                        fmt::format("{}", fmt::join(a.hosts, " ")),
-                        std::string(to_string(a.status)), ttl);
-      }
-    });
+    std::vector<DomainAnswer> store;
+    store.reserve(answers.size());
+    for (const auto& [domain, a] : answers) {
+      std::string first = a.hosts.empty() ? std::string() : a.hosts.front();
+      std::string provider = classifier_.classify(domain, a.status == MxStatus::kOk ? first : "");
+      // Temporary failures are recorded but expire at once: never cached.
+      long long ttl =
+          a.status == MxStatus::kError ? 0 : std::max(a.ttl, o_.mx_cache_ttl_floor).count();
+      store.push_back({domain, std::move(provider), fmt::format("{}", fmt::join(a.hosts, " ")),
+                       std::string(to_string(a.status)), ttl});
+    }
+    store_.store_domains(store);
     for (const auto& [domain, a] : answers) {
       mx_cache_[domain] =
           MxVerdict{a.status, a.hosts.empty() ? std::string() : a.hosts.front(), a.error};
@@ -583,190 +521,6 @@ class ImportRun {
       mx_host = m->second.first_host;
     }
     return provider_cache_.emplace(domain, classifier_.classify(domain, mx_host)).first->second;
-  }
-
-  struct ChunkOutcome {
-    std::map<std::string, std::uint64_t> statuses;
-    std::vector<RejectedRow> not_added;
-  };
-
-  ChunkOutcome merge(pqxx::work& w, const ImportCounts& after,
-                     const std::vector<std::optional<std::string>>& new_domains,
-                     const std::vector<std::optional<std::string>>& new_providers) {
-    ChunkOutcome out;
-    w.exec("SET LOCAL synchronous_commit = off");
-    w.exec("SET LOCAL client_min_messages = warning");
-    // The merge keeps the chunk's verdicts in memory rather than in a
-    // temporary file.
-    w.exec("SET LOCAL work_mem = '64MB'");
-    // Compiling the chunk's statements costs more than it saves.
-    w.exec("SET LOCAL jit = off");
-    if (!writing_.staged.empty()) {
-      auto t0 = std::chrono::steady_clock::now();
-      // Addresses the database knows (a recipient or a suppression) need the
-      // merge statement; the others are new, and the first row of each is
-      // COPYed straight into recipients and list_members.
-      if (!expect_known_) {
-        // Most chunks of a new list hold only new addresses: COPY them
-        // without looking each one up first. The unique key index still
-        // checks every address; one that exists fails the COPY and with it
-        // the chunk's transaction (nothing else is written before it), and
-        // the chunk is run again with the lookup. Not a savepoint: a COPY
-        // inside one took half as long again. Suppressed addresses are
-        // found among the added rows and taken back.
-        try {
-          out = write_rows(w, {});
-        } catch (const pqxx::unique_violation&) {
-          throw KnownAddressesInChunk();
-        }
-      } else {
-        std::vector<std::optional<std::string>> keys;
-        for (const auto& r : writing_.staged) {
-          if (r.first) keys.emplace_back(std::string(r.key));
-        }
-        const auto known = keys_found(w, sql::kKnownKeys, db::pg_text_array(keys));
-        out = write_rows(w, known);
-        expect_known_ = !known.empty();
-      }
-      if (!new_domains.empty()) {
-        w.exec_params(sql::kInsertDomains, db::pg_text_array(new_domains),
-                      db::pg_text_array(new_providers));
-      }
-      spdlog::debug("import: {} rows written in {} ms", writing_.staged.size(),
-                    std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - t0)
-                        .count());
-    }
-    ImportCounts total = after;
-    add_statuses(total, out.statuses);
-    w.exec_prepared(sql::kImportProgress, import_id_, writing_.end_offset, writing_.end_line,
-                    total.to_json().dump());
-    return out;
-  }
-
-  // The keys of `key_array` that `statement` finds (known or suppressed).
-  static std::unordered_set<std::string> keys_found(pqxx::work& w, const char* statement,
-                                                    const std::string& key_array) {
-    std::unordered_set<std::string> found;
-    for (const auto& row : w.exec_params(statement, key_array)) {
-      found.insert(row[0].as<std::string>());
-    }
-    return found;
-  }
-
-  // Writes the chunk: rows whose key is in `known` through the merge
-  // statement, the others as new.
-  ChunkOutcome write_rows(pqxx::work& w, const std::unordered_set<std::string>& known) {
-    std::vector<const StagedRow*> fresh, merged;
-    for (const auto& r : writing_.staged)
-      (known.count(std::string(r.key)) ? merged : fresh).push_back(&r);
-    ChunkOutcome out;
-    if (!fresh.empty()) insert_new(w, fresh, out);
-    if (!merged.empty()) merge_known(w, merged, out);
-    return out;
-  }
-
-  // Rows whose address the database knows: staged, then one merge statement.
-  void merge_known(pqxx::transaction_base& w, const std::vector<const StagedRow*>& rows,
-                   ChunkOutcome& out) {
-    w.exec(sql::kCreateStaging);
-    CopyStream copy(w, sql::kStageTable,
-                    {"line", "email", "email_key", "domain", "attributes", "first"});
-    for (const StagedRow* r : rows) {
-      copy.field(r->line).field(r->email).field(r->key).field(r->domain).field(r->attributes);
-      copy.field(r->first).end_row();
-    }
-    copy.complete();
-    for (const auto& row : w.exec_params(sql::kMergeChunk, list_id_, started_at_, keep_rejects_)) {
-      const std::string kind = row[0].as<std::string>();
-      if (kind == "count") {
-        out.statuses[row[1].as<std::string>()] += row[2].as<std::uint64_t>();
-      } else {
-        out.not_added.push_back({row[2].as<std::uint64_t>(), row[1].as<std::string>(),
-                                 row[3].is_null() ? "" : row[3].as<std::string>(),
-                                 row[4].as<std::string>()});
-      }
-    }
-  }
-
-  // Rows whose address is new to the database: the first of each becomes a
-  // recipient (ids drawn from the sequence, by COPY) and a member (made by
-  // the server from the id ranges); repeats are duplicates, suppressed
-  // addresses are taken back. An address another import adds at the same
-  // time fails the COPY with a unique violation and the chunk runs again.
-  void insert_new(pqxx::transaction_base& w, const std::vector<const StagedRow*>& rows,
-                  ChunkOutcome& out) {
-    std::vector<const StagedRow*> firsts;
-    for (const StagedRow* r : rows) {
-      if (r->first) {
-        firsts.push_back(r);
-        continue;
-      }
-      ++out.statuses["duplicate"];
-      if (keep_rejects_) {
-        out.not_added.push_back({static_cast<std::uint64_t>(r->line), "duplicate",
-                                 "repeated in file", std::string(r->email)});
-      }
-    }
-    if (firsts.empty()) return;
-    // Key order: two imports adding the same addresses take their index
-    // locks in one order (no deadlock between them), and the key index is
-    // filled from left to right.
-    // The reader hands chunks over in that order already (sorted there, off
-    // the path the database waits on); rows the MX check kept stay in it.
-    const auto by_key = [](const StagedRow* a, const StagedRow* b) { return a->key < b->key; };
-    if (!std::is_sorted(firsts.begin(), firsts.end(), by_key)) {
-      std::sort(firsts.begin(), firsts.end(), by_key);
-    }
-    std::vector<std::int64_t> lo, hi, ids;
-    ids.reserve(firsts.size());
-    const auto wanted = static_cast<std::int64_t>(firsts.size());
-    const auto drawn = w.exec_prepared(sql::kNextRecipientIds, wanted);
-    if (drawn[0][1].as<std::int64_t>() - drawn[0][0].as<std::int64_t>() + 1 == wanted) {
-      lo.push_back(drawn[0][0].as<std::int64_t>());
-      hi.push_back(drawn[0][1].as<std::int64_t>());
-    } else {
-      // Interleaved with another session's ids: those drawn are left unused.
-      for (const auto& row : w.exec_prepared(sql::kNextRecipientIdRuns, wanted)) {
-        lo.push_back(row[0].as<std::int64_t>());
-        hi.push_back(row[1].as<std::int64_t>());
-      }
-    }
-    for (std::size_t r = 0; r < lo.size(); ++r) {
-      for (std::int64_t id = lo[r]; id <= hi[r]; ++id) ids.push_back(id);
-    }
-    if (ids.size() != firsts.size()) {
-      throw std::runtime_error(
-          fmt::format("import: asked the sequence for {} ids, got {}", firsts.size(), ids.size()));
-    }
-    {
-      CopyStream copy(w, "recipients", {"email", "email_key", "domain", "attributes", "id"});
-      for (std::size_t i = 0; i < firsts.size(); ++i) {
-        copy.encoded(firsts[i]->copy_fields).field(ids[i]).end_row();
-      }
-      copy.complete();
-    }
-    const std::string lo_array = db::pg_int_array(lo), hi_array = db::pg_int_array(hi);
-    // Suppressed addresses were added with the others (no lookup before the
-    // COPY): take them back, and keep them out of the list.
-    std::vector<std::int64_t> dropped;
-    for (const auto& row : w.exec_params(sql::kSuppressedNewRecipients, lo_array, hi_array,
-                                         static_cast<std::int64_t>(firsts.size()))) {
-      const auto id = row[0].as<std::int64_t>();
-      const auto at = std::lower_bound(ids.begin(), ids.end(), id);
-      if (at == ids.end() || *at != id) continue;
-      const StagedRow* r = firsts[static_cast<std::size_t>(at - ids.begin())];
-      dropped.push_back(id);
-      ++out.statuses["suppressed"];
-      if (keep_rejects_) {
-        out.not_added.push_back({static_cast<std::uint64_t>(r->line), "suppressed",
-                                 "suppressed: " + row[1].as<std::string>(), std::string(r->email)});
-      }
-    }
-    const std::string dropped_array = db::pg_int_array(dropped);
-    if (!dropped.empty()) w.exec_params(sql::kDropNewRecipients, dropped_array);
-    w.exec_params(sql::kAddNewMembers, list_id_, lo_array, hi_array, dropped_array);
-    out.statuses["new"] += firsts.size() - dropped.size();
   }
 
   static void add_statuses(ImportCounts& c, const std::map<std::string, std::uint64_t>& statuses) {
@@ -805,28 +559,19 @@ class ImportRun {
     ImportCounts after = counts_;
     add_counts(after, writing_.counts);
     auto started = std::chrono::steady_clock::now();
-    ChunkOutcome outcome;
-    for (int attempt = 1;; ++attempt) {
-      try {
-        outcome = db_.transact(
-            [&](pqxx::work& w) { return merge(w, after, new_domains, new_providers); });
-        break;
-      } catch (const KnownAddressesInChunk&) {
-        // Rolled back; run again, looking the addresses up first.
-        expect_known_ = true;
-        --attempt;
-      } catch (const pqxx::sql_error& e) {
-        // Another import adding the same addresses: a unique violation, or a
-        // deadlock the server broke by failing this transaction. Rolled back;
-        // the next attempt's snapshot sees the other import's rows.
-        if (!is_concurrent_conflict(e)) throw;
-        if (attempt == kConcurrentRetries) {
-          throw std::runtime_error(fmt::format(
-              "import of {}: another import keeps adding the same addresses; run it again",
-              o_.file));
-        }
-      }
-    }
+    // The import's counts once the chunk is in, committed with it.
+    const auto counts_after = [&](const ChunkOutcome& out) {
+      ImportCounts total = after;
+      add_statuses(total, out.statuses);
+      return total.to_json().dump();
+    };
+    const ChunkToWrite chunk{.rows = writing_.staged,
+                             .new_domains = new_domains,
+                             .new_providers = new_providers,
+                             .want_rows = keep_rejects_,
+                             .end_offset = writing_.end_offset,
+                             .end_line = writing_.end_line};
+    ChunkOutcome outcome = store_.write_chunk(import_, chunk, counts_after);
     for (auto& d : new_domains) domains_written_.insert(std::move(*d));
     spdlog::debug("import: chunk of {} rows merged in {} ms", writing_.staged.size(),
                   std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -867,7 +612,7 @@ class ImportRun {
     }
   }
 
-  db::Database& db_;
+  ImportStore& store_;
   const HygieneRules& rules_;
   const throttle::ProviderClassifier& classifier_;
   const ImportOptions& o_;
@@ -883,18 +628,13 @@ class ImportRun {
   std::string identity_;
   std::uint64_t data_offset_ = 0;
   std::uint64_t data_line_ = 1;
-  std::int64_t list_id_ = 0;
-  std::int64_t import_id_ = 0;
-  std::string started_at_;
+  ImportRecord import_;
   bool resumed_ = false;
 
   std::unique_ptr<MxChecker> mx_;
   std::unordered_map<std::string, MxVerdict> mx_cache_;
   std::unordered_map<std::string, std::string> provider_cache_;
   std::unordered_set<std::string> domains_written_;
-  // The last chunk held addresses the database knew: look the next one's up
-  // before writing instead of trying a plain COPY first.
-  bool expect_known_ = false;
 
   // Written by the caller's thread: the totals of committed chunks and the
   // chunk being written.
@@ -956,12 +696,12 @@ ImportCounts ImportCounts::from_json(const nlohmann::json& j) {
   return c;
 }
 
-ListImporter::ListImporter(db::Database& db, const HygieneRules& rules,
+ListImporter::ListImporter(ImportStore& store, const HygieneRules& rules,
                            const throttle::ProviderClassifier& classifier, ImportOptions options)
-    : db_(db), rules_(rules), classifier_(classifier), options_(std::move(options)) {}
+    : store_(store), rules_(rules), classifier_(classifier), options_(std::move(options)) {}
 
 ImportCounts ListImporter::run(const std::function<void(const ImportProgress&)>& progress) {
-  ImportRun run(db_, rules_, classifier_, options_, progress);
+  ImportRun run(store_, rules_, classifier_, options_, progress);
   return run.run();
 }
 

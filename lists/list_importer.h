@@ -9,7 +9,8 @@
 //   2. The `email` column is parsed into an EmailAddress ("syntax"), then
 //      HygieneRules apply ("role", "disposable", "typo"); with MX checking,
 //      domains that cannot receive mail are rejected ("no_mx").
-//   3. The first row of each address new to the database is COPYed straight
+//   3. Through ImportStore (lists/import_store.h; app/db holds the SQL):
+//      the first row of each address new to the database is COPYed straight
 //      into recipients and list_members (a chunk of a new list is tried
 //      without looking its addresses up; the unique key index refuses a known
 //      one and the chunk is redone with a lookup). Rows of known addresses
@@ -38,9 +39,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "app/db/database.h"
 #include "lists/csv_reader.h"
 #include "lists/hygiene.h"
+#include "lists/import_store.h"
 #include "lists/mx_checker.h"
 #include "throttle/provider_classifier.h"
 
@@ -103,18 +104,20 @@ class ImportInputError : public std::runtime_error {
 
 class ListImporter {
  public:
-  ListImporter(db::Database& db, const HygieneRules& rules,
+  // Writes through `store` (db::ListImportStore in app/db), which must
+  // outlive the importer.
+  ListImporter(ImportStore& store, const HygieneRules& rules,
                const throttle::ProviderClassifier& classifier, ImportOptions options);
 
   // Runs the import to the end. `progress` is called on the calling thread
   // after every committed chunk (an exception from it stops the import after
   // that chunk). Throws ImportInputError for
-  // input problems (nothing changed), db::ConnectionError or pqxx errors when
-  // the database fails (committed chunks stay; running again resumes).
+  // input problems (nothing changed), the store's errors when the database
+  // fails (committed chunks stay; running again resumes).
   ImportCounts run(const std::function<void(const ImportProgress&)>& progress = {});
 
  private:
-  db::Database& db_;
+  ImportStore& store_;
   const HygieneRules& rules_;
   const throttle::ProviderClassifier& classifier_;
   ImportOptions options_;

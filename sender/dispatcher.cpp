@@ -70,7 +70,7 @@ std::string domain_of(const std::string& email) {
 
 // One message handed to a lane.
 struct Job {
-  db::ClaimedDelivery delivery;
+  ClaimedDelivery delivery;
   std::shared_ptr<const MessageComposer> composer;
   std::string route;  // "mx" or a URL
   std::size_t lane_limit = 1;
@@ -80,13 +80,13 @@ struct Job {
 
 // What a lane reports for one job.
 struct LaneResult {
-  db::ClaimedDelivery delivery;
+  ClaimedDelivery delivery;
   std::size_t slot = 0;
   Clock::time_point sent_at;
   // From the transport (reply_from_server says whether a server spoke)...
   std::optional<SendResult> sent;
   // ...or a failure before sending: the outcome kind and its reply.
-  db::OutcomeKind local_kind = db::OutcomeKind::kFailed;
+  OutcomeKind local_kind = OutcomeKind::kFailed;
   throttle::SmtpReply local;
   std::string local_signal;
 };
@@ -124,7 +124,7 @@ class Lane {
     transport_.reset();
   }
 
-  void fail_locally(Job& job, db::OutcomeKind kind, throttle::SmtpReply reply, Signal signal) {
+  void fail_locally(Job& job, OutcomeKind kind, throttle::SmtpReply reply, Signal signal) {
     LaneResult r;
     r.delivery = std::move(job.delivery);
     r.slot = job.slot;
@@ -150,14 +150,14 @@ class Lane {
       request->recipient = m.envelope_to.envelope_form();
       request->message = std::make_shared<const std::string>(std::move(data));
     } catch (const MimeError& e) {
-      fail_locally(job, db::OutcomeKind::kFailed,
+      fail_locally(job, OutcomeKind::kFailed,
                    local_reply(553, "5.1.3", fmt::format("unusable address: {}", e.what())),
                    Signal::kHardBounce);
       return;
     } catch (const std::exception& e) {
       // A signing key or template problem is the sender's to fix: the
       // recipient waits for a retry instead of being lost.
-      fail_locally(job, db::OutcomeKind::kDeferred,
+      fail_locally(job, OutcomeKind::kDeferred,
                    local_reply(451, "4.3.0", fmt::format("message not composed: {}", e.what())),
                    Signal::kTransient);
       return;
@@ -179,7 +179,7 @@ class Lane {
     request->tls =
         settings_.starttls == TlsMode::kRequired ? TlsMode::kRequired : TlsMode::kOpportunistic;
     if (!resolver_) {
-      fail_locally(job, db::OutcomeKind::kDeferred,
+      fail_locally(job, OutcomeKind::kDeferred,
                    local_reply(451, "4.4.3", "MX resolver unavailable"), Signal::kTransient);
       return;
     }
@@ -188,7 +188,7 @@ class Lane {
     resolver_->resolve(domain, [this, shared_job, request, domain](const MxResult& mx) {
       if (mx.permanent_failure()) {
         fail_locally(
-            *shared_job, db::OutcomeKind::kBounced,
+            *shared_job, OutcomeKind::kBounced,
             local_reply(550, "5.1.2",
                         fmt::format("{}: no mail host ({})", domain, to_string(mx.status))),
             Signal::kHardBounce);
@@ -202,7 +202,7 @@ class Lane {
         }
       }
       if (mx.status != MxStatus::kOk || host == nullptr) {
-        fail_locally(*shared_job, db::OutcomeKind::kDeferred,
+        fail_locally(*shared_job, OutcomeKind::kDeferred,
                      local_reply(451, "4.4.3",
                                  fmt::format("{}: MX lookup failed: {}", domain,
                                              mx.error.empty() ? "no address" : mx.error)),
@@ -245,7 +245,7 @@ struct ProviderState {
   std::string key;
   throttle::AimdController controller;
   throttle::Pacer pacer;
-  std::deque<db::ClaimedDelivery> waiting;
+  std::deque<ClaimedDelivery> waiting;
   // slots[k]: a message is on the wire in slot k (pinned to one lane).
   std::vector<bool> slots;
   std::size_t busy = 0;
@@ -263,10 +263,10 @@ struct ProviderState {
 
 class Dispatcher::Impl {
  public:
-  Impl(DispatcherSettings settings, db::DeliveryQueue& queue, db::ReplyCounters* counters,
+  Impl(DispatcherSettings settings, ThrottleStateStore& states, ReplyCountSink* counters,
        CampaignContentSource content)
       : settings_(std::move(settings)),
-        queue_(queue),
+        states_(states),
         counters_(counters),
         content_(std::move(content)),
         classifier_(settings_.reply_rules),
@@ -275,7 +275,7 @@ class Dispatcher::Impl {
     if (!settings_.composer.tokens) {
       throw std::invalid_argument("dispatcher: an unsubscribe token codec is required");
     }
-    for (const db::ThrottleStateRow& row : queue_.load_throttle_states(settings_.egress)) {
+    for (const ThrottleStateRow& row : states_.load_states(settings_.egress)) {
       if (row.egress != settings_.egress) continue;
       std::string error;
       if (auto state = throttle::controller_state_from_json(row.state_json, &error)) {
@@ -361,8 +361,8 @@ class Dispatcher::Impl {
     return target - held;
   }
 
-  void submit(std::vector<db::ClaimedDelivery> deliveries) {
-    for (db::ClaimedDelivery& d : deliveries) {
+  void submit(std::vector<ClaimedDelivery> deliveries) {
+    for (ClaimedDelivery& d : deliveries) {
       ProviderState& p = provider(d.provider);
       if (draining_) {
         released_.push_back(d.id);
@@ -402,7 +402,7 @@ class Dispatcher::Impl {
 
   // Hands every message whose permit and slot are free to its lane; returns
   // the earliest time a waiting message could go next.
-  std::optional<Clock::time_point> dispatch_ready(std::vector<db::DeliveryOutcome>& out) {
+  std::optional<Clock::time_point> dispatch_ready(std::vector<DeliveryOutcome>& out) {
     std::optional<Clock::time_point> next;
     const auto now = Clock::now();
     for (auto& [key, p] : providers_) {
@@ -411,7 +411,7 @@ class Dispatcher::Impl {
       if (p.controller.suspended()) {
         // Nothing goes to this provider for a while: its deliveries go back
         // to the queue untouched instead of sitting under our leases.
-        for (const db::ClaimedDelivery& d : p.waiting) released_.push_back(d.id);
+        for (const ClaimedDelivery& d : p.waiting) released_.push_back(d.id);
         held_ -= p.waiting.size();
         p.waiting.clear();
         continue;
@@ -433,14 +433,14 @@ class Dispatcher::Impl {
         }
         std::size_t slot = 0;
         while (slot < limit && p.slots[slot]) ++slot;
-        db::ClaimedDelivery d = std::move(p.waiting.front());
+        ClaimedDelivery d = std::move(p.waiting.front());
         p.waiting.pop_front();
         std::string error;
         auto composer = composer_for(d.campaign_id, error);
         if (!composer) {
-          db::DeliveryOutcome o;
+          DeliveryOutcome o;
           o.delivery_id = d.id;
-          o.kind = db::OutcomeKind::kFailed;
+          o.kind = OutcomeKind::kFailed;
           o.reply_code = 554;
           o.reply = "554 5.3.0 " + error;
           o.signal = "transient";
@@ -467,13 +467,13 @@ class Dispatcher::Impl {
     return next;
   }
 
-  db::DeliveryOutcome outcome_of(LaneResult& r) {
+  DeliveryOutcome outcome_of(LaneResult& r) {
     ProviderState& p = provider(r.delivery.provider);
     if (r.slot < p.slots.size()) p.slots[r.slot] = false;
     if (p.busy > 0) --p.busy;
     --held_;
     const auto now = Clock::now();
-    db::DeliveryOutcome o;
+    DeliveryOutcome o;
     o.delivery_id = r.delivery.id;
     throttle::SmtpReply reply;
     Signal signal;
@@ -503,12 +503,12 @@ class Dispatcher::Impl {
     o.signal = std::string(throttle::signal_name(signal));
     ++p.signals[o.signal];
     if (signal == Signal::kAccepted && r.sent && r.sent->outcome == SendOutcome::kAccepted) {
-      o.kind = db::OutcomeKind::kSent;
+      o.kind = OutcomeKind::kSent;
       ++p.accepted;
       ++p.accepted_total;
       return o;
     }
-    if (!r.sent && r.local_kind != db::OutcomeKind::kDeferred) {
+    if (!r.sent && r.local_kind != OutcomeKind::kDeferred) {
       o.kind = r.local_kind;
       return o;
     }
@@ -518,7 +518,7 @@ class Dispatcher::Impl {
                                  reply.stage == throttle::SmtpStage::kData ||
                                  reply.stage == throttle::SmtpStage::kEndOfData;
     if (signal == Signal::kHardBounce && reply.permanent_failure() && about_recipient) {
-      o.kind = db::OutcomeKind::kBounced;
+      o.kind = OutcomeKind::kBounced;
       return o;
     }
     // Everything else is retried later: throttling, tempfails, blocks and
@@ -532,10 +532,10 @@ class Dispatcher::Impl {
         settings_.retry.next(signal == Signal::kAccepted ? Signal::kTransient : signal, attempts,
                              to_tp(first), to_tp(now), hint, unit(random_));
     if (d.kind == throttle::RetryDecision::Kind::kExpired) {
-      o.kind = db::OutcomeKind::kFailed;
+      o.kind = OutcomeKind::kFailed;
       return o;
     }
-    o.kind = db::OutcomeKind::kDeferred;
+    o.kind = OutcomeKind::kDeferred;
     auto at = std::chrono::time_point_cast<Clock::duration>(d.at);
     if (d.kind != throttle::RetryDecision::Kind::kRetry) at = now + std::chrono::minutes(5);
     if (auto until = p.controller.suspended_until()) {
@@ -545,7 +545,7 @@ class Dispatcher::Impl {
     return o;
   }
 
-  void collect(std::vector<db::DeliveryOutcome>& out) {
+  void collect(std::vector<DeliveryOutcome>& out) {
     std::deque<LaneResult> ready;
     {
       std::lock_guard lock(mutex_);
@@ -554,17 +554,17 @@ class Dispatcher::Impl {
     for (LaneResult& r : ready) out.push_back(outcome_of(r));
   }
 
-  void release_to(std::vector<db::DeliveryOutcome>& out) {
+  void release_to(std::vector<DeliveryOutcome>& out) {
     for (std::int64_t id : released_) {
-      db::DeliveryOutcome o;
+      DeliveryOutcome o;
       o.delivery_id = id;
-      o.kind = db::OutcomeKind::kReleased;
+      o.kind = OutcomeKind::kReleased;
       out.push_back(std::move(o));
     }
     released_.clear();
   }
 
-  void poll(std::chrono::milliseconds timeout, std::vector<db::DeliveryOutcome>& out) {
+  void poll(std::chrono::milliseconds timeout, std::vector<DeliveryOutcome>& out) {
     const auto deadline = Clock::now() + timeout;
     const std::size_t before = out.size();
     for (;;) {
@@ -586,7 +586,7 @@ class Dispatcher::Impl {
     if (draining_) return;
     draining_ = true;
     for (auto& [key, p] : providers_) {
-      for (const db::ClaimedDelivery& d : p.waiting) released_.push_back(d.id);
+      for (const ClaimedDelivery& d : p.waiting) released_.push_back(d.id);
       held_ -= p.waiting.size();
       p.waiting.clear();
     }
@@ -606,7 +606,7 @@ class Dispatcher::Impl {
         for (auto& [key, p] : providers_) {
           if (!p.state_dirty) continue;
           p.state_dirty = false;
-          db::ThrottleStateRow row;
+          ThrottleStateRow row;
           row.provider = key;
           row.egress = settings_.egress;
           row.state_json = throttle::to_json(p.controller.state());
@@ -617,13 +617,13 @@ class Dispatcher::Impl {
             row.suspended_until = std::chrono::time_point_cast<Clock::duration>(*until);
           }
           row.last_throttle_reply = p.last_throttle_reply;
-          queue_.save_throttle_state(row);
+          states_.save_state(row);
         }
       }
       if (history_due) {
         last_history_ = now;
-        std::vector<db::ThrottleHistoryRow> samples;
-        std::vector<db::ReplyCount> counts;
+        std::vector<ThrottleHistoryRow> samples;
+        std::vector<ReplyCount> counts;
         for (auto& [key, p] : providers_) {
           const bool active = p.accepted > 0 || p.deferred > 0 || !p.waiting.empty() || p.busy;
           if (active) {
@@ -637,10 +637,10 @@ class Dispatcher::Impl {
           p.accepted = p.deferred = 0;
           p.signals.clear();
         }
-        queue_.append_throttle_history(samples);
-        if (counters_ != nullptr) counters_->add(counts);
+        states_.append_history(samples);
+        if (counters_ != nullptr) counters_->add_counts(counts);
       }
-    } catch (const db::ConnectionError& e) {
+    } catch (const StoreUnavailable& e) {
       // The outcomes matter more; the next flush of the worker reconnects.
       spdlog::warn("throttle state not saved: {}", e.what());
     }
@@ -669,8 +669,8 @@ class Dispatcher::Impl {
   };
 
   DispatcherSettings settings_;
-  db::DeliveryQueue& queue_;
-  db::ReplyCounters* counters_;
+  ThrottleStateStore& states_;
+  ReplyCountSink* counters_;
   CampaignContentSource content_;
   throttle::ReplyClassifier classifier_;
   std::mt19937_64 random_;
@@ -692,9 +692,9 @@ class Dispatcher::Impl {
   friend class Dispatcher;
 };
 
-Dispatcher::Dispatcher(DispatcherSettings settings, db::DeliveryQueue& queue,
-                       db::ReplyCounters* counters, CampaignContentSource content)
-    : impl_(std::make_unique<Impl>(std::move(settings), queue, counters, std::move(content))) {}
+Dispatcher::Dispatcher(DispatcherSettings settings, ThrottleStateStore& states,
+                       ReplyCountSink* counters, CampaignContentSource content)
+    : impl_(std::make_unique<Impl>(std::move(settings), states, counters, std::move(content))) {}
 
 Dispatcher::~Dispatcher() = default;
 
@@ -702,11 +702,11 @@ std::size_t Dispatcher::capacity(std::string_view provider) {
   return impl_->capacity(provider);
 }
 
-void Dispatcher::submit(std::vector<db::ClaimedDelivery> deliveries) {
+void Dispatcher::submit(std::vector<ClaimedDelivery> deliveries) {
   impl_->submit(std::move(deliveries));
 }
 
-void Dispatcher::poll(std::chrono::milliseconds timeout, std::vector<db::DeliveryOutcome>& out) {
+void Dispatcher::poll(std::chrono::milliseconds timeout, std::vector<DeliveryOutcome>& out) {
   impl_->poll(timeout, out);
 }
 

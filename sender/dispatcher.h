@@ -1,5 +1,5 @@
 // The dispatcher: what `mailer run` sends through. It joins the delivery
-// queue, the throttle and the SMTP transport behind db::DeliveryTransport:
+// queue, the throttle and the SMTP transport behind DeliveryTransport:
 //
 //  - per provider key, an AIMD controller (restored from throttle_state) and
 //    a pacer: capacity() asks the worker loop to claim about `lookahead` of
@@ -33,13 +33,13 @@
 #include <string>
 #include <vector>
 
-#include "app/db/delivery_queue.h"
-#include "app/db/delivery_transport.h"
-#include "app/db/reply_counters.h"
+#include "sender/delivery_transport.h"
 #include "sender/dkim_signer.h"
 #include "sender/message_composer.h"
 #include "sender/mx_resolver.h"
+#include "sender/reply_count_sink.h"
 #include "sender/smtp_transport.h"
+#include "sender/throttle_state_store.h"
 #include "throttle/policy.h"
 #include "throttle/reply_classifier.h"
 #include "throttle/retry_schedule.h"
@@ -96,12 +96,12 @@ struct DispatcherSettings {
 // fail). Called on the worker loop's thread, once per campaign.
 using CampaignContentSource = std::function<std::optional<CampaignContent>(std::int64_t)>;
 
-class Dispatcher : public db::DeliveryTransport {
+class Dispatcher : public DeliveryTransport {
  public:
-  // Loads the saved controller states of `settings.egress` from `queue` and
+  // Loads the saved controller states of `settings.egress` from `states` and
   // starts the lanes. `counters` may be null (no reply counters kept).
   // Throws std::invalid_argument for unusable settings.
-  Dispatcher(DispatcherSettings settings, db::DeliveryQueue& queue, db::ReplyCounters* counters,
+  Dispatcher(DispatcherSettings settings, ThrottleStateStore& states, ReplyCountSink* counters,
              CampaignContentSource content);
   // Stops the lanes; call drain() and poll until in_flight() is 0 first to
   // lose nothing (deliveries still held are left to their leases).
@@ -110,8 +110,8 @@ class Dispatcher : public db::DeliveryTransport {
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   std::size_t capacity(std::string_view provider) override;
-  void submit(std::vector<db::ClaimedDelivery> deliveries) override;
-  void poll(std::chrono::milliseconds timeout, std::vector<db::DeliveryOutcome>& out) override;
+  void submit(std::vector<ClaimedDelivery> deliveries) override;
+  void poll(std::chrono::milliseconds timeout, std::vector<DeliveryOutcome>& out) override;
   std::size_t in_flight() const override;
   void drain() override;
 

@@ -14,6 +14,7 @@
 
 #include "app/base/errors.h"
 #include "app/cli/commands.h"
+#include "app/db/list_import_store.h"
 #include "lists/list_importer.h"
 
 namespace mailer::app {
@@ -142,7 +143,8 @@ int run_import(Context& ctx, const ImportCliOptions& o) {
   options.chunk_rows = static_cast<std::size_t>(s.chunk_rows);
 
   ProgressReporter progress;
-  lists::ListImporter importer(ctx.database(), *rules, classifier, options);
+  db::ListImportStore store(ctx.database());
+  lists::ListImporter importer(store, *rules, classifier, options);
   lists::ImportCounts counts;
   try {
     counts = importer.run([&](const lists::ImportProgress& p) { progress(p); });

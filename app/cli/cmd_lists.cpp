@@ -6,7 +6,7 @@
 
 #include "app/base/errors.h"
 #include "app/cli/commands.h"
-#include "lists/list_store.h"
+#include "app/db/list_store.h"
 
 namespace mailer::app {
 namespace {
@@ -17,11 +17,11 @@ struct ListsOptions {
 };
 
 int run_create(Context& ctx, const ListsOptions& o) {
-  lists::ListStore store(ctx.database());
+  db::ListStore store(ctx.database());
   std::int64_t id = 0;
   try {
     id = store.create(o.name);
-  } catch (const lists::ListNameError& e) {
+  } catch (const db::ListNameError& e) {
     throw UsageError(fmt::format("lists create: {}", e.what()));
   }
   if (o.json) {
@@ -33,7 +33,7 @@ int run_create(Context& ctx, const ListsOptions& o) {
 }
 
 int run_list(Context& ctx, const ListsOptions& o) {
-  lists::ListStore store(ctx.database());
+  db::ListStore store(ctx.database());
   auto all = store.all();
   if (o.json) {
     nlohmann::json out = nlohmann::json::array();
@@ -49,7 +49,7 @@ int run_list(Context& ctx, const ListsOptions& o) {
 }
 
 int run_show(Context& ctx, const ListsOptions& o) {
-  lists::ListStore store(ctx.database());
+  db::ListStore store(ctx.database());
   auto l = store.find(o.name);
   if (!l) throw UsageError(fmt::format("lists show: no list named \"{}\"", o.name));
   if (o.json) {

@@ -6,7 +6,7 @@
 
 #include "app/base/errors.h"
 #include "app/cli/commands.h"
-#include "lists/suppression_store.h"
+#include "app/db/suppression_store.h"
 
 namespace mailer::app {
 namespace {
@@ -31,8 +31,8 @@ lists::EmailAddress parse_email(const std::string& text) {
   return std::get<lists::EmailAddress>(parsed);
 }
 
-lists::SuppressionReason parse_reason(const std::string& text) {
-  auto r = lists::suppression_reason_from_string(text);
+db::SuppressionReason parse_reason(const std::string& text) {
+  auto r = db::suppression_reason_from_string(text);
   if (!r) {
     throw UsageError(fmt::format(
         "suppress: --reason \"{}\": expected unsubscribe, hard_bounce, complaint or manual", text));
@@ -43,7 +43,7 @@ lists::SuppressionReason parse_reason(const std::string& text) {
 int run_add(Context& ctx, const SuppressOptions& o) {
   auto address = parse_email(o.email);
   auto reason = parse_reason(o.reason);
-  lists::SuppressionStore store(ctx.database());
+  db::SuppressionStore store(ctx.database());
   bool added = store.add(address, reason, kCliSource, o.detail);
   auto existing = store.find(address);
   if (o.json) {
@@ -65,14 +65,14 @@ int run_import(Context& ctx, const SuppressOptions& o) {
     throw UsageError("suppress import: --delimiter must be one character");
   lists::CsvOptions csv;
   csv.delimiter = o.delimiter[0];
-  lists::SuppressionStore store(ctx.database());
-  lists::SuppressionImportResult r;
+  db::SuppressionStore store(ctx.database());
+  db::SuppressionImportResult r;
   try {
     r = store.import_file(o.file, reason, "import", csv,
                           [&](std::uint64_t line, const std::string& why) {
                             std::cerr << fmt::format("{}:{}: rejected: {}\n", o.file, line, why);
                           });
-  } catch (const lists::SuppressionFileError& e) {
+  } catch (const db::SuppressionFileError& e) {
     throw UsageError(e.what());
   }
   if (o.json) {
@@ -86,12 +86,12 @@ int run_import(Context& ctx, const SuppressOptions& o) {
 }
 
 int run_list(Context& ctx, const SuppressOptions& o) {
-  lists::SuppressionStore store(ctx.database());
+  db::SuppressionStore store(ctx.database());
   if (o.json) {
     // Streamed: one JSON object, written entry by entry.
     std::cout << "{\"suppressions\":[";
     bool first = true;
-    store.for_each([&](const lists::Suppression& s) {
+    store.for_each([&](const db::Suppression& s) {
       nlohmann::json j = {{"email", s.email_key},       {"reason", s.reason},
                           {"source", s.source},         {"detail", s.detail},
                           {"created_at", s.created_at}, {"campaign_id", nullptr}};
@@ -102,7 +102,7 @@ int run_list(Context& ctx, const SuppressOptions& o) {
     std::cout << "]}\n";
     return kExitOk;
   }
-  store.for_each([&](const lists::Suppression& s) {
+  store.for_each([&](const db::Suppression& s) {
     std::cout << fmt::format("{}\t{}\t{}\t{}\n", s.email_key, s.reason, s.source, s.created_at);
   });
   return kExitOk;
@@ -110,7 +110,7 @@ int run_list(Context& ctx, const SuppressOptions& o) {
 
 int run_remove(Context& ctx, const SuppressOptions& o) {
   auto address = parse_email(o.email);
-  lists::SuppressionStore store(ctx.database());
+  db::SuppressionStore store(ctx.database());
   bool removed = store.remove(address);
   if (o.json) {
     print_json({{"email", address.key()}, {"removed", removed}});

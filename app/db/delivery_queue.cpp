@@ -491,4 +491,24 @@ void DeliveryQueue::append_throttle_history(const std::vector<ThrottleHistoryRow
   });
 }
 
+std::vector<ThrottleStateRow> DeliveryQueue::load_states(std::string_view egress) {
+  return load_throttle_states(egress);
+}
+
+void DeliveryQueue::save_state(const ThrottleStateRow& row) {
+  try {
+    save_throttle_state(row);
+  } catch (const ConnectionError& e) {
+    throw sender::StoreUnavailable(e.what());
+  }
+}
+
+void DeliveryQueue::append_history(const std::vector<ThrottleHistoryRow>& rows) {
+  try {
+    append_throttle_history(rows);
+  } catch (const ConnectionError& e) {
+    throw sender::StoreUnavailable(e.what());
+  }
+}
+
 }  // namespace mailer::db

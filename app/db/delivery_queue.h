@@ -9,6 +9,9 @@
 // with many workers on one database. Times that decide leases and due
 // deliveries are the server's now(), so workers on different machines agree.
 // A DeliveryQueue uses one Database and so belongs to one thread at a time.
+// The claim and outcome types, and the throttle state interface the
+// dispatcher saves through, are declared by sender/ (sender/ never includes
+// app/); this queue implements them.
 #pragma once
 
 #include <chrono>
@@ -21,84 +24,26 @@
 #include <vector>
 
 #include "app/db/database.h"
+#include "sender/delivery_transport.h"
+#include "sender/throttle_state_store.h"
 
 namespace mailer::db {
 
-using SysTime = std::chrono::system_clock::time_point;
-
-// One delivery a worker holds under its lease: what the composer and the
-// transport need, nothing more.
-struct ClaimedDelivery {
-  std::int64_t id = 0;
-  std::int64_t campaign_id = 0;
-  std::int64_t recipient_id = 0;
-  std::string provider;
-  std::string email;
-  // The recipient's attributes, a JSON object text (merge fields).
-  std::string attributes_json = "{}";
-  // Attempts made before this one (0 for a first attempt).
-  int attempts = 0;
-  // When the first attempt was made; nullopt for a first attempt.
-  std::optional<SysTime> first_attempt_at;
-  // The worker whose lease on this delivery had expired when it was claimed
-  // (it died or hung); empty for a delivery nobody held.
-  std::string expired_lease_of;
-};
-
-// What became of one claimed delivery.
-enum class OutcomeKind {
-  kSent,      // the server accepted the end of DATA
-  kDeferred,  // temporary failure: retry at next_attempt_at (attempts + 1)
-  kBounced,   // permanent failure: the address is suppressed as hard_bounce
-  kFailed,    // given up (expired after max age, or unusable address)
-  kReleased,  // never attempted (drain): back to the queue untouched
-};
+using SysTime = sender::SysTime;
+using ClaimedDelivery = sender::ClaimedDelivery;
+using OutcomeKind = sender::OutcomeKind;
+using DeliveryOutcome = sender::DeliveryOutcome;
+using ThrottleStateRow = sender::ThrottleStateRow;
+using ThrottleHistoryRow = sender::ThrottleHistoryRow;
 
 // "sent", "deferred", "bounced", "failed", "released".
 std::string_view outcome_name(OutcomeKind kind);
-
-struct DeliveryOutcome {
-  std::int64_t delivery_id = 0;
-  OutcomeKind kind = OutcomeKind::kSent;
-  // Required for kDeferred: when the delivery becomes sendable again.
-  std::optional<SysTime> next_attempt_at;
-  // The last SMTP reply (code 0 / empty when there was none, e.g. timeout).
-  int reply_code = 0;
-  std::string reply;
-  // The throttle signal name of the reply ("throttle", "hard_bounce", ...).
-  std::string signal;
-};
 
 // Deliveries of one campaign by state; every state is present (0 if none).
 using StateCounts = std::map<std::string, std::int64_t>;
 
 // The delivery states in the order reports list them.
 const std::vector<std::string>& delivery_states();
-
-// One (provider, egress) row of throttle_state.
-struct ThrottleStateRow {
-  std::string provider;
-  std::string egress;
-  // The controller's serialised state (throttle::to_json), a JSON text.
-  std::string state_json = "{}";
-  double rate = 0;
-  int connection_limit = 1;
-  // normal | backoff | suspended
-  std::string mode = "normal";
-  std::optional<SysTime> suspended_until;
-  std::string last_throttle_reply;
-  SysTime updated_at{};
-};
-
-// One sample of the dashboard's per-provider chart.
-struct ThrottleHistoryRow {
-  std::string provider;
-  std::string egress;
-  double rate = 0;
-  int accepted = 0;
-  int deferred = 0;
-  std::string mode = "normal";
-};
 
 // Result of freezing an audience.
 struct FreezeResult {
@@ -120,7 +65,7 @@ struct PendingWork {
   std::optional<SysTime> next_retry_at;
 };
 
-class DeliveryQueue {
+class DeliveryQueue : public sender::ThrottleStateStore {
  public:
   // Registers the queue's prepared statements on `db`.
   explicit DeliveryQueue(Database& db);
@@ -187,6 +132,12 @@ class DeliveryQueue {
   void append_throttle_history(const std::vector<ThrottleHistoryRow>& rows);
 
  private:
+  // sender::ThrottleStateStore, for the dispatcher: the methods above; the
+  // two writes report a lost connection as sender::StoreUnavailable.
+  std::vector<ThrottleStateRow> load_states(std::string_view egress) override;
+  void save_state(const ThrottleStateRow& row) override;
+  void append_history(const std::vector<ThrottleHistoryRow>& rows) override;
+
   Database& db_;
 };
 

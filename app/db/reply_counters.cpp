@@ -46,4 +46,12 @@ std::vector<ReplyCount> ReplyCounters::all() {
   });
 }
 
+void ReplyCounters::add_counts(const std::vector<ReplyCount>& increments) {
+  try {
+    add(increments);
+  } catch (const ConnectionError& e) {
+    throw sender::StoreUnavailable(e.what());
+  }
+}
+
 }  // namespace mailer::db

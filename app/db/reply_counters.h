@@ -1,6 +1,8 @@
 // Cumulative reply counters per (provider, egress, signal), kept in the
 // reply_counters table: workers add what their dispatcher counted since the
-// last flush; `mailer serve` reads them for /metrics. They only grow.
+// last flush; `mailer serve` reads them for /metrics. They only grow. The
+// dispatcher adds through sender::ReplyCountSink, which sender/ declares
+// (it never includes app/) and this class implements.
 #pragma once
 
 #include <cstdint>
@@ -8,18 +10,13 @@
 #include <vector>
 
 #include "app/db/database.h"
+#include "sender/reply_count_sink.h"
 
 namespace mailer::db {
 
-struct ReplyCount {
-  std::string provider;
-  std::string egress;
-  // A throttle signal name ("accepted", "throttle", "hard_bounce", ...).
-  std::string signal;
-  std::int64_t count = 0;
-};
+using ReplyCount = sender::ReplyCount;
 
-class ReplyCounters {
+class ReplyCounters : public sender::ReplyCountSink {
  public:
   // Registers the statements on `db`.
   explicit ReplyCounters(Database& db);
@@ -31,6 +28,10 @@ class ReplyCounters {
   std::vector<ReplyCount> all();
 
  private:
+  // sender::ReplyCountSink: add(), with a lost connection reported as
+  // sender::StoreUnavailable.
+  void add_counts(const std::vector<ReplyCount>& increments) override;
+
   Database& db_;
 };
 

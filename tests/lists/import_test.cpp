@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "app/db/database.h"
+#include "app/db/list_import_store.h"
 #include "lists/list_importer.h"
 #include "tests/lists/list_db_fixture.h"
 
@@ -162,11 +163,12 @@ TEST_F(ImportTest, ConcurrentImportsOfOverlappingFilesAddEachAddressOnce) {
   throttle::ProviderClassifier classifier;
   auto run = [&](const std::string& list, const std::string& file, ImportCounts& out) {
     db::Database database(db::DatabaseOptions{db_->url()});
+    db::ListImportStore store(database);
     ImportOptions o;
     o.list_name = list;
     o.file = file;
     o.chunk_rows = 100;
-    out = ListImporter(database, rules, classifier, o).run();
+    out = ListImporter(store, rules, classifier, o).run();
   };
   ImportCounts ca, cb;
   std::thread other([&] { run("other", file_b, cb); });
@@ -209,6 +211,7 @@ TEST_F(ImportTest, SuppressedAddressesAmongNewOnesAreTakenBack) {
   HygieneRules rules(builtin_hygiene_sources());
   throttle::ProviderClassifier classifier;
   db::Database database(db::DatabaseOptions{db_->url()});
+  db::ListImportStore store(database);
   // chunk of 4 rows against 8 suppressions (probe per row), then a chunk of
   // 100 against 8 (walk the suppressions)
   struct Case {
@@ -229,7 +232,7 @@ TEST_F(ImportTest, SuppressedAddressesAmongNewOnesAreTakenBack) {
     o.file = write(c.prefix + ".csv", csv);
     o.rejects_file = path(c.prefix + "-rejects.csv");
     o.chunk_rows = c.chunk_rows;
-    ImportCounts counts = ListImporter(database, rules, classifier, o).run();
+    ImportCounts counts = ListImporter(store, rules, classifier, o).run();
     EXPECT_EQ(counts.imported, 12u) << c.prefix;
     EXPECT_EQ(counts.suppressed, 4u) << c.prefix;
     const std::string rejects = read_file(o.rejects_file);
@@ -375,6 +378,7 @@ TEST_F(ImportTest, InterruptedImportResumesWhereItStopped) {
   text += "u3@example.com,again\n";
   auto file = write("big.csv", text);
   db::Database database(db::DatabaseOptions{db_->url()});
+  db::ListImportStore store(database);
   HygieneRules rules(builtin_hygiene_sources());
   throttle::ProviderClassifier classifier;
   ImportOptions o;
@@ -383,7 +387,7 @@ TEST_F(ImportTest, InterruptedImportResumesWhereItStopped) {
   o.chunk_rows = 4;
   struct Crash {};
   {
-    ListImporter importer(database, rules, classifier, o);
+    ListImporter importer(store, rules, classifier, o);
     int chunks = 0;
     // The progress callback runs after each committed chunk: fail after two.
     EXPECT_THROW(importer.run([&](const ImportProgress& p) {

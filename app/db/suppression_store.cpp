@@ -1,4 +1,4 @@
-#include "lists/suppression_store.h"
+#include "app/db/suppression_store.h"
 
 #include <fmt/format.h>
 
@@ -7,11 +7,17 @@
 #include <fstream>
 #include <tuple>
 
-#include "lists/copy_stream.h"
-#include "lists/statements.h"
+#include "app/db/copy_stream.h"
+#include "app/db/list_statements.h"
 
-namespace mailer::lists {
+namespace mailer::db {
 namespace {
+
+using lists::AddressError;
+using lists::CsvRecord;
+using lists::CsvStatus;
+using lists::EmailAddress;
+using lists::trim_blanks;
 
 // Rows staged per transaction by import_file: bounds memory and transaction
 // size; each chunk is committed on its own (suppressions are idempotent).
@@ -43,7 +49,7 @@ std::optional<SuppressionReason> suppression_reason_from_string(std::string_view
   return std::nullopt;
 }
 
-SuppressionStore::SuppressionStore(db::Database& db) : db_(db) {
+SuppressionStore::SuppressionStore(Database& db) : db_(db) {
   prepare_list_statements(db_);
 }
 
@@ -97,21 +103,21 @@ void SuppressionStore::for_each(const std::function<void(const Suppression&)>& f
 
 SuppressionImportResult SuppressionStore::import_file(
     const std::string& path, SuppressionReason default_reason, std::string_view source,
-    const CsvOptions& csv,
+    const lists::CsvOptions& csv,
     const std::function<void(std::uint64_t line, const std::string& why)>& on_reject) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw SuppressionFileError(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
-  CsvReader reader(in, csv);
+  lists::CsvReader reader(in, csv);
   std::vector<std::string> header;
   try {
-    header = read_csv_header(reader, path);
-  } catch (const CsvFileError& e) {
+    header = lists::read_csv_header(reader, path);
+  } catch (const lists::CsvFileError& e) {
     throw SuppressionFileError(e.what());
   }
-  const int email_col = find_column(header, "email");
-  const int reason_col = find_column(header, "reason");
-  const int detail_col = find_column(header, "detail");
+  const int email_col = lists::find_column(header, "email");
+  const int reason_col = lists::find_column(header, "reason");
+  const int detail_col = lists::find_column(header, "detail");
   if (email_col < 0) {
     throw SuppressionFileError(fmt::format("{}: line 1: no \"email\" column in the header", path));
   }
@@ -179,4 +185,4 @@ SuppressionImportResult SuppressionStore::import_file(
   return result;
 }
 
-}  // namespace mailer::lists
+}  // namespace mailer::db

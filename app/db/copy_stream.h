@@ -1,7 +1,7 @@
-// CopyStream: the one way the lists module bulk-loads rows: COPY into a table
-// inside the caller's transaction. Fields are escaped here for COPY's text
-// format (backslash, tab, newline and carriage return), so data never meets
-// SQL text; rows collect in a buffer that goes to the server in blocks of a
+// CopyStream: the one way the database layer bulk-loads rows: COPY into a table
+// inside the caller's transaction. Fields are escaped for COPY's text format
+// (lists/copy_text.h: backslash, tab, newline and carriage return), so data
+// never meets SQL text; rows collect in a buffer that goes to the server in blocks of a
 // few hundred kilobytes (libpqxx's per-row tuple path allocated for every
 // field and was a tenth of an import's CPU). The block goes through
 // pqxx::tablewriter::write_raw_line, the one public way in libpqxx 6.4 to
@@ -18,7 +18,9 @@
 #include <string_view>
 #include <vector>
 
-namespace mailer::lists {
+#include "lists/copy_text.h"
+
+namespace mailer::db {
 
 class CopyStream {
  public:
@@ -42,8 +44,8 @@ class CopyStream {
   }
   CopyStream& field(bool b) { return field(std::string_view(b ? "t" : "f")); }
 
-  // Fields already encoded by append_field (each with its tab), so that the
-  // encoding can be done ahead, on another thread.
+  // Fields already encoded by append_field or lists::append_copy_field (each
+  // with its tab), so that the encoding can be done ahead, on another thread.
   CopyStream& encoded(std::string_view fields) {
     buffer_ += fields;
     return *this;
@@ -51,25 +53,7 @@ class CopyStream {
 
   // Appends `text` as one field in COPY text format, followed by a tab.
   static void append_field(std::string& out, std::string_view text) {
-    for (char c : text) {
-      switch (c) {
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        default:
-          out.push_back(c);
-      }
-    }
-    out.push_back('\t');
+    lists::append_copy_field(out, text);
   }
 
   // Ends the current row (at least one field was given).
@@ -108,4 +92,4 @@ class CopyStream {
   std::string buffer_;
 };
 
-}  // namespace mailer::lists
+}  // namespace mailer::db

@@ -1,16 +1,16 @@
-#include "lists/list_store.h"
+#include "app/db/list_store.h"
 
 #include <fmt/format.h>
 
-#include "lists/statements.h"
+#include "app/db/list_statements.h"
 
-namespace mailer::lists {
+namespace mailer::db {
 namespace {
 // lists.name's CHECK constraint in migrations/0001_core_schema.sql.
 constexpr std::size_t kMaxListName = 200;
 }  // namespace
 
-ListStore::ListStore(db::Database& db) : db_(db) {
+ListStore::ListStore(Database& db) : db_(db) {
   prepare_list_statements(db_);
 }
 
@@ -49,4 +49,4 @@ std::vector<ListInfo> ListStore::all() {
   });
 }
 
-}  // namespace mailer::lists
+}  // namespace mailer::db

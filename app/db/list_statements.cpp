@@ -1,8 +1,8 @@
-#include "lists/statements.h"
+#include "app/db/list_statements.h"
 
 #include "app/db/database.h"
 
-namespace mailer::lists {
+namespace mailer::db {
 namespace sql {
 
 const char* const kCreateStaging = R"SQL(
@@ -138,7 +138,7 @@ ON CONFLICT (email_key) DO NOTHING)SQL";
 
 }  // namespace sql
 
-void prepare_list_statements(db::Database& db) {
+void prepare_list_statements(Database& db) {
   db.prepare(sql::kCreateList,
              "INSERT INTO lists (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id");
   db.prepare(sql::kFindList,
@@ -200,4 +200,4 @@ void prepare_list_statements(db::Database& db) {
              "checked_at = EXCLUDED.checked_at, expires_at = EXCLUDED.expires_at");
 }
 
-}  // namespace mailer::lists
+}  // namespace mailer::db

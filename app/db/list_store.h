@@ -10,7 +10,7 @@
 
 #include "app/db/database.h"
 
-namespace mailer::lists {
+namespace mailer::db {
 
 struct ListInfo {
   std::int64_t id = 0;
@@ -30,7 +30,7 @@ class ListNameError : public std::runtime_error {
 
 class ListStore {
  public:
-  explicit ListStore(db::Database& db);
+  explicit ListStore(Database& db);
 
   // Creates the list; throws ListNameError when the name is empty, too long
   // or taken. Returns its id.
@@ -39,7 +39,7 @@ class ListStore {
   std::vector<ListInfo> all();
 
  private:
-  db::Database& db_;
+  Database& db_;
 };
 
-}  // namespace mailer::lists
+}  // namespace mailer::db

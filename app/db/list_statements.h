@@ -1,4 +1,5 @@
-// The SQL of the lists module, in one place: prepared statements registered
+// The SQL of the lists (recipient lists, suppressions, imports), in one
+// place: prepared statements registered
 // on the database (re-prepared on reconnect), and the statements on the
 // per-session TEMP staging tables of an import, which cannot be prepared at
 // connect time because those tables exist only inside an import's session.
@@ -6,13 +7,11 @@
 #pragma once
 
 namespace mailer::db {
-class Database;
-}
 
-namespace mailer::lists {
+class Database;
 
 // Registers every prepared statement below on `db` (idempotent).
-void prepare_list_statements(db::Database& db);
+void prepare_list_statements(Database& db);
 
 namespace sql {
 
@@ -54,4 +53,4 @@ inline constexpr const char* kStageTable = "import_stage";
 inline constexpr const char* kSuppressionStageTable = "suppression_stage";
 
 }  // namespace sql
-}  // namespace mailer::lists
+}  // namespace mailer::db

@@ -16,7 +16,7 @@
 #include "lists/csv_reader.h"
 #include "lists/email_address.h"
 
-namespace mailer::lists {
+namespace mailer::db {
 
 enum class SuppressionReason { kUnsubscribe, kHardBounce, kComplaint, kManual };
 
@@ -51,15 +51,15 @@ class SuppressionFileError : public std::runtime_error {
 
 class SuppressionStore {
  public:
-  explicit SuppressionStore(db::Database& db);
+  explicit SuppressionStore(Database& db);
 
   // Adds a suppression; returns false (and changes nothing) when the address
   // is already suppressed.
-  bool add(const EmailAddress& address, SuppressionReason reason, std::string_view source,
+  bool add(const lists::EmailAddress& address, SuppressionReason reason, std::string_view source,
            std::string_view detail = {});
-  std::optional<Suppression> find(const EmailAddress& address);
+  std::optional<Suppression> find(const lists::EmailAddress& address);
   // Returns false when the address was not suppressed.
-  bool remove(const EmailAddress& address);
+  bool remove(const lists::EmailAddress& address);
   // Calls fn for every suppression, oldest first, streaming (constant memory).
   void for_each(const std::function<void(const Suppression&)>& fn);
 
@@ -69,11 +69,11 @@ class SuppressionStore {
   // for file-level problems before changing anything.
   SuppressionImportResult import_file(
       const std::string& path, SuppressionReason default_reason, std::string_view source,
-      const CsvOptions& csv,
+      const lists::CsvOptions& csv,
       const std::function<void(std::uint64_t line, const std::string& why)>& on_reject);
 
  private:
-  db::Database& db_;
+  Database& db_;
 };
 
-}  // namespace mailer::lists
+}  // namespace mailer::db

@@ -11,8 +11,8 @@
 
 #include "app/config.h"
 #include "app/dns_address.h"
-#include "app/dns_client.h"
 #include "app/spf_evaluator.h"
+#include "sender/dns_resolver.h"
 
 namespace mailer::app {
 

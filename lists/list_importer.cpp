@@ -198,11 +198,8 @@ class ImportRun {
   ImportCounts run() {
     open_input();
     if (o_.mx_check) {
-      try {
-        mx_ = std::make_unique<MxChecker>(o_.mx);
-      } catch (const std::runtime_error& e) {
-        throw ImportInputError(e.what());
-      }
+      if (o_.mx_lookup == nullptr) throw ImportInputError("MX check without a DNS lookup");
+      mx_ = std::make_unique<MxChecker>(*o_.mx_lookup, o_.mx);
     }
     open_import();
     keep_rejects_ = rejects_.is_open();

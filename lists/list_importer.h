@@ -77,6 +77,9 @@ struct ImportOptions {
   std::string rejects_file;
   CsvOptions csv;
   bool mx_check = false;
+  // Where MX checks ask DNS; required when mx_check is set, not owned, must
+  // outlive run().
+  MxLookup* mx_lookup = nullptr;
   MxCheckerOptions mx;
   // Shortest time an MX answer stays cached in `domains`, whatever its DNS
   // TTL (many zones publish TTLs of minutes; imports run for longer).

@@ -115,7 +115,7 @@ class Lane {
   void run() {
     transport_ = std::make_unique<SmtpTransport>(io_);
     try {
-      resolver_ = std::make_unique<MxResolver>(io_, settings_.mx);
+      resolver_ = std::make_unique<DnsResolver>(io_, settings_.mx);
     } catch (const std::exception& e) {
       spdlog::error("MX resolver unavailable: {}", e.what());
     }
@@ -185,7 +185,7 @@ class Lane {
     }
     const std::string domain = domain_of(job.delivery.email);
     auto shared_job = std::make_shared<Job>(std::move(job));
-    resolver_->resolve(domain, [this, shared_job, request, domain](const MxResult& mx) {
+    resolver_->resolve_mx(domain, [this, shared_job, request, domain](const MxResult& mx) {
       if (mx.permanent_failure()) {
         fail_locally(
             *shared_job, OutcomeKind::kBounced,
@@ -233,7 +233,7 @@ class Lane {
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::unique_ptr<SmtpTransport> transport_;
-  std::unique_ptr<MxResolver> resolver_;
+  std::unique_ptr<DnsResolver> resolver_;
   std::thread thread_;
 };
 

@@ -35,8 +35,8 @@
 
 #include "sender/delivery_transport.h"
 #include "sender/dkim_signer.h"
+#include "sender/dns_resolver.h"
 #include "sender/message_composer.h"
-#include "sender/mx_resolver.h"
 #include "sender/reply_count_sink.h"
 #include "sender/smtp_transport.h"
 #include "sender/throttle_state_store.h"
@@ -63,7 +63,7 @@ struct DispatcherSettings {
   StageTimeouts timeouts;
   // MX deliveries: resolver settings and the SMTP port of the mail hosts
   // (25; rehearsals point it at a local sink).
-  MxResolverOptions mx;
+  DnsResolverOptions mx;
   unsigned short mx_port = 25;
 
   // Per provider family; "other" (or the defaults) for families not named.

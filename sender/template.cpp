@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sender/html_escape.h"
+
 namespace mailer::sender {
 namespace {
 
@@ -32,30 +34,6 @@ bool IsValidFieldName(std::string_view name) {
 }
 
 }  // namespace
-
-void AppendHtmlEscaped(std::string_view text, std::string& out) {
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-}
 
 MergeFields MergeFields::FromJsonObject(std::string_view json_text) {
   nlohmann::json doc;

@@ -120,7 +120,4 @@ class CompiledTemplate {
   std::size_t literal_size_ = 0;  // to reserve output space
 };
 
-// Appends `text` to `out` with & < > " ' replaced by HTML entities.
-void AppendHtmlEscaped(std::string_view text, std::string& out);
-
 }  // namespace mailer::sender

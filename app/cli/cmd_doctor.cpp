@@ -8,10 +8,10 @@
 #include <iostream>
 #include <memory>
 
-#include "app/base/errors.h"
 #include "app/cli/commands.h"
-#include "app/doctor/dns_client.h"
 #include "app/doctor/doctor.h"
+#include "app/base/errors.h"
+#include "sender/dns_resolver.h"
 
 namespace mailer::app {
 namespace {
@@ -57,13 +57,13 @@ int run(Context& ctx, const DoctorOptions& o) {
   request.ip_blocklists = config.doctor.ip_blocklists;
   request.domain_blocklists = config.doctor.domain_blocklists;
 
-  DnsClientOptions dns_options;
-  dns_options.server = o.dns.empty() ? config.doctor.dns_server : o.dns;
+  sender::DnsResolverOptions dns_options;
+  dns_options.dns_server = o.dns.empty() ? config.doctor.dns_server : o.dns;
   dns_options.timeout = kDoctorDnsTimeout;
   dns_options.tries = kDoctorDnsTries;
-  std::unique_ptr<DnsClient> dns;
+  std::unique_ptr<sender::BlockingDnsResolver> dns;
   try {
-    dns = std::make_unique<DnsClient>(dns_options);
+    dns = std::make_unique<sender::BlockingDnsResolver>(dns_options);
   } catch (const std::invalid_argument& e) {
     throw UsageError(fmt::format("doctor: {}", e.what()));
   }

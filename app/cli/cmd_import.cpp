@@ -10,10 +10,12 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
-#include "app/base/errors.h"
 #include "app/cli/commands.h"
+#include "app/base/errors.h"
+#include "app/cli/import_mx_lookup.h"
 #include "app/db/list_import_store.h"
 #include "lists/list_importer.h"
 
@@ -136,9 +138,19 @@ int run_import(Context& ctx, const ImportCliOptions& o) {
   options.csv.delimiter = parse_delimiter(o.delimiter);
   options.csv.max_field_bytes = static_cast<std::size_t>(s.max_field_bytes);
   options.mx_check = o.mx_check;
-  options.mx.dns_server = s.dns_server;
+  std::unique_ptr<ImportMxLookup> mx_lookup;
+  if (o.mx_check) {
+    sender::DnsResolverOptions dns;
+    dns.dns_server = s.dns_server;
+    dns.timeout = s.mx_timeout;
+    try {
+      mx_lookup = std::make_unique<ImportMxLookup>(dns);
+    } catch (const std::exception& e) {
+      throw UsageError(fmt::format("import: MX check: {}", e.what()));
+    }
+    options.mx_lookup = mx_lookup.get();
+  }
   options.mx.concurrency = static_cast<std::size_t>(s.mx_concurrency);
-  options.mx.timeout = s.mx_timeout;
   options.mx_cache_ttl_floor = std::chrono::duration_cast<std::chrono::seconds>(s.mx_cache_ttl_min);
   options.chunk_rows = static_cast<std::size_t>(s.chunk_rows);
 

@@ -5,18 +5,13 @@
 #include <algorithm>
 #include <map>
 
+#include "app/doctor/ascii_lower.h"
+
 namespace mailer::app {
 namespace {
 
 // RFC 5737 TEST-NET-1: never a real sender, so no term authorises it.
 constexpr const char* kSpfProbeAddress = "192.0.2.1";
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 bool valid_label(std::string_view label, bool allow_underscore) {
   if (label.empty() || label.size() > 63) return false;
@@ -45,16 +40,16 @@ std::vector<std::pair<std::string, std::optional<DkimSettings>>> dkim_targets(
   std::vector<std::pair<std::string, std::optional<DkimSettings>>> out;
   auto configured = [&](const std::string& selector) -> std::optional<DkimSettings> {
     for (const DkimSettings& d : r.dkim) {
-      if (lower(d.domain) == r.domain && lower(d.selector) == selector) return d;
+      if (ascii_lower(d.domain) == r.domain && ascii_lower(d.selector) == selector) return d;
     }
     return std::nullopt;
   };
   if (r.selector) {
-    out.emplace_back(lower(*r.selector), configured(lower(*r.selector)));
+    out.emplace_back(ascii_lower(*r.selector), configured(ascii_lower(*r.selector)));
     return out;
   }
   for (const DkimSettings& d : r.dkim) {
-    if (lower(d.domain) == r.domain) out.emplace_back(lower(d.selector), d);
+    if (ascii_lower(d.domain) == r.domain) out.emplace_back(ascii_lower(d.selector), d);
   }
   return out;
 }
@@ -62,7 +57,7 @@ std::vector<std::pair<std::string, std::optional<DkimSettings>>> dkim_targets(
 }  // namespace
 
 std::optional<std::string> normalize_domain(std::string_view text) {
-  std::string d = lower(text);
+  std::string d = ascii_lower(text);
   if (!d.empty() && d.back() == '.') d.pop_back();
   if (d.empty() || d.size() > 253) return std::nullopt;
   const auto parts = labels(d);
@@ -116,7 +111,7 @@ std::string DoctorReport::to_table() const {
   return out;
 }
 
-DoctorReport run_doctor(DnsClient& dns, const DoctorRequest& r) {
+DoctorReport run_doctor(sender::BlockingDnsResolver& dns, const DoctorRequest& r) {
   DoctorReport report;
   report.domain = r.domain;
   report.ip = r.ip;
@@ -170,7 +165,7 @@ DoctorReport run_doctor(DnsClient& dns, const DoctorRequest& r) {
       cache.emplace(std::make_pair(questions[i].name, questions[i].type), answers[i]);
     }
     SpfLookup lookup = [&](const std::string& name, DnsType type) {
-      auto key = std::make_pair(lower(name), type);
+      auto key = std::make_pair(ascii_lower(name), type);
       auto it = cache.find(key);
       if (it == cache.end()) it = cache.emplace(key, dns.resolve(key.first, type)).first;
       return it->second;

@@ -13,8 +13,8 @@
 
 #include "app/config/config.h"
 #include "app/doctor/dns_address.h"
-#include "app/doctor/dns_client.h"
 #include "app/doctor/doctor_checks.h"
+#include "sender/dns_resolver.h"
 
 namespace mailer::app {
 
@@ -47,7 +47,7 @@ struct DoctorReport {
 };
 
 // Runs every check of `request` with `dns`.
-DoctorReport run_doctor(DnsClient& dns, const DoctorRequest& request);
+DoctorReport run_doctor(sender::BlockingDnsResolver& dns, const DoctorRequest& request);
 
 // `text` as a DNS domain name to check: lower-cased, trailing dot removed;
 // nullopt unless it is two or more letter-digit-hyphen labels of 1-63

@@ -4,17 +4,11 @@
 
 #include <algorithm>
 
+#include "app/doctor/ascii_lower.h"
 #include "sender/dkim_signer.h"
 
 namespace mailer::app {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -73,9 +67,10 @@ std::vector<std::pair<std::string, std::string>> parse_tag_list(std::string_view
     if (item.empty()) continue;
     const std::size_t eq = item.find('=');
     if (eq == std::string_view::npos) {
-      tags.emplace_back(lower(item), "");
+      tags.emplace_back(ascii_lower(item), "");
     } else {
-      tags.emplace_back(lower(trim(item.substr(0, eq))), std::string(trim(item.substr(eq + 1))));
+      tags.emplace_back(ascii_lower(trim(item.substr(0, eq))),
+                        std::string(trim(item.substr(eq + 1))));
     }
   }
   return tags;
@@ -191,7 +186,7 @@ DoctorCheck judge_dkim(const std::string& record_name, const DnsAnswer& txt,
   const std::string published = without_space(*p);
   if (published.empty()) return line(CheckResult::kFail, "p= is empty: the key is revoked");
   const std::string* k = find_tag(tags, "k");
-  const std::string key_type = k != nullptr ? lower(*k) : "rsa";
+  const std::string key_type = k != nullptr ? ascii_lower(*k) : "rsa";
   if (!configured) {
     return line(
         CheckResult::kPass,
@@ -239,7 +234,7 @@ DoctorCheck judge_dmarc(const std::string& record_name, const DnsAnswer& txt) {
   const auto& tags = records[0];
   const std::string* p = find_tag(tags, "p");
   if (p == nullptr) return line(CheckResult::kFail, "no p= policy tag");
-  const std::string policy = lower(*p);
+  const std::string policy = ascii_lower(*p);
   std::string extra;
   if (const std::string* sp = find_tag(tags, "sp")) extra += fmt::format(", sp={}", *sp);
   if (const std::string* pct = find_tag(tags, "pct")) extra += fmt::format(", pct={}", *pct);

@@ -11,8 +11,8 @@
 
 #include "app/config/config.h"
 #include "app/doctor/dns_address.h"
-#include "app/doctor/dns_client.h"
 #include "app/doctor/spf_evaluator.h"
+#include "sender/dns_resolver.h"
 
 namespace mailer::app {
 

@@ -6,15 +6,10 @@
 #include <charconv>
 #include <optional>
 
+#include "app/doctor/ascii_lower.h"
+
 namespace mailer::app {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 // Ends an evaluation early with temperror or permerror.
 struct SpfAbort {
@@ -127,7 +122,7 @@ Record parse_record(std::string_view text) {
     pos = end;
     if (is_modifier(term)) {
       const std::size_t eq = term.find('=');
-      const std::string name = lower(term.substr(0, eq));
+      const std::string name = ascii_lower(term.substr(0, eq));
       const std::string_view value = term.substr(eq + 1);
       if (name == "redirect") {
         if (have_redirect) perm_error("more than one redirect= modifier");
@@ -148,7 +143,7 @@ Record parse_record(std::string_view text) {
       body.remove_prefix(1);
     }
     const std::size_t name_end = std::min(body.find_first_of(":/"), body.size());
-    m.name = lower(body.substr(0, name_end));
+    m.name = ascii_lower(body.substr(0, name_end));
     const std::string_view rest = body.substr(name_end);
     if (m.name == "all") {
       if (!rest.empty()) perm_error(fmt::format("malformed term \"{}\"", m.text));
@@ -292,7 +287,7 @@ class Evaluator {
         auto addr = IpAddress::parse(t);
         return addr && *addr == ip_;
       });
-      const std::string want = lower(name);
+      const std::string want = ascii_lower(name);
       if (confirmed &&
           (host == want || (host.size() > want.size() && host.ends_with("." + want)))) {
         return true;
@@ -452,7 +447,8 @@ std::string_view to_string(SpfResult result) {
 std::vector<std::string> spf_records(const std::vector<std::string>& txt) {
   std::vector<std::string> out;
   for (const std::string& t : txt) {
-    if (t.size() >= 6 && lower(t.substr(0, 6)) == "v=spf1" && (t.size() == 6 || t[6] == ' ')) {
+    if (t.size() >= 6 && ascii_lower(t.substr(0, 6)) == "v=spf1" &&
+        (t.size() == 6 || t[6] == ' ')) {
       out.push_back(t);
     }
   }
@@ -461,7 +457,7 @@ std::vector<std::string> spf_records(const std::vector<std::string>& txt) {
 
 SpfEvaluation check_spf(const SpfLookup& dns, const IpAddress& ip, const std::string& domain,
                         const std::string& sender) {
-  const std::string d = lower(domain);
+  const std::string d = ascii_lower(domain);
   Evaluator evaluator(dns, ip, sender.empty() ? "postmaster@" + d : sender);
   SpfEvaluation e;
   try {

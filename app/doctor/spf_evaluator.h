@@ -15,9 +15,16 @@
 #include <vector>
 
 #include "app/doctor/dns_address.h"
-#include "app/doctor/dns_client.h"
+#include "sender/dns_resolver.h"
 
 namespace mailer::app {
+
+// The doctor asks DNS through the sender's resolver and speaks in its types.
+using sender::DnsAnswer;
+using sender::DnsQuestion;
+using sender::DnsStatus;
+using sender::DnsType;
+using sender::MxRecord;
 
 enum class SpfResult { kNone, kNeutral, kPass, kFail, kSoftFail, kTempError, kPermError };
 // RFC 7208 spelling: "none", "neutral", "pass", "fail", "softfail", ...

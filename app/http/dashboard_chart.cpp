@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "app/http/http_html.h"
+#include "sender/html_escape.h"
 
 namespace mailer::app {
 namespace {
@@ -110,15 +110,15 @@ std::string render_throttle_chart(const HistorySeries& series, db::SysTime from,
   }
   const double rate_axis = nice_axis_max(max_rate);
   const double deferred_axis = nice_axis_max(static_cast<double>(max_deferred));
-  const std::string title = escape_html(series.provider + " / " + series.egress);
+  const std::string title = sender::HtmlEscaped(series.provider + " / " + series.egress);
 
   std::string out;
   fmt::format_to(std::back_inserter(out),
                  "<svg class=\"throttle-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" "
                  "height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" data-provider=\"{}\" "
                  "data-egress=\"{}\"><title>send rate and deferrals: {}</title>",
-                 size.width, size.height, size.width, size.height, escape_html(series.provider),
-                 escape_html(series.egress), title);
+                 size.width, size.height, size.width, size.height,
+                 sender::HtmlEscaped(series.provider), sender::HtmlEscaped(series.egress), title);
   fmt::format_to(
       std::back_inserter(out),
       "<rect class=\"plot\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" "

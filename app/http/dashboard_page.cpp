@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "app/http/dashboard_chart.h"
-#include "app/http/http_html.h"
+#include "sender/html_escape.h"
 
 namespace mailer::app {
 namespace {
@@ -61,7 +61,7 @@ void campaigns_section(std::string& out, const OperatorSnapshot& s) {
                    "<tr class=\"campaign\" data-campaign-id=\"{}\"><td class=\"n\">{}</td>"
                    "<td>{}</td><td>{}</td><td><progress value=\"{}\" max=\"{}\"></progress> "
                    "{:.1f}% ({} of {})</td>",
-                   c.id, c.id, escape_html(c.name), escape_html(c.status), done,
+                   c.id, c.id, sender::HtmlEscaped(c.name), sender::HtmlEscaped(c.status), done,
                    std::max<std::int64_t>(total, 1), pct, done, total);
     for (const char* state :
          {"queued", "sending", "deferred", "sent", "bounced", "failed", "skipped"}) {
@@ -98,9 +98,10 @@ void providers_section(std::string& out, const DashboardView& v) {
                      "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
                      "<td class=\"state-{}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>"
                      "<td>{}</td></tr>",
-                     escape_html(t.provider), escape_html(t.egress), rate_text(t.rate),
-                     t.connection_limit, escape_html(t.mode), escape_html(state), q ? q->depth : 0,
-                     q ? q->in_flight : 0, escape_html(t.last_throttle_reply));
+                     sender::HtmlEscaped(t.provider), sender::HtmlEscaped(t.egress),
+                     rate_text(t.rate), t.connection_limit, sender::HtmlEscaped(t.mode),
+                     sender::HtmlEscaped(state), q ? q->depth : 0, q ? q->in_flight : 0,
+                     sender::HtmlEscaped(t.last_throttle_reply));
     }
     for (const auto& q : s.queues) {
       if (shown.count(q.provider)) continue;
@@ -108,7 +109,7 @@ void providers_section(std::string& out, const DashboardView& v) {
                      "<tr><td>{}</td><td class=\"muted\">-</td><td class=\"n\">-</td>"
                      "<td class=\"n\">-</td><td class=\"muted\">not started</td>"
                      "<td class=\"n\">{}</td><td class=\"n\">{}</td><td></td></tr>",
-                     escape_html(q.provider), q.depth, q.in_flight);
+                     sender::HtmlEscaped(q.provider), q.depth, q.in_flight);
     }
     out += "</tbody></table>";
   }
@@ -135,7 +136,7 @@ void providers_section(std::string& out, const DashboardView& v) {
     fmt::format_to(std::back_inserter(out),
                    "<div class=\"chart\"><h3>{} <span class=\"muted\">"
                    "egress {}</span></h3>",
-                   escape_html(key.first), escape_html(key.second));
+                   sender::HtmlEscaped(key.first), sender::HtmlEscaped(key.second));
     HistorySeries empty{key.first, key.second, {}};
     out += render_throttle_chart(h ? *h : empty, v.history.from, v.history.to, bucket);
     out += "</div>";

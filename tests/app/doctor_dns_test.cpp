@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "app/doctor/dns_client.h"
 #include "app/doctor/doctor.h"
+#include "sender/dns_resolver.h"
 #include "tests/lists/dnsmasq_server.h"
 #include "tests/support/process.h"
 
@@ -161,11 +161,11 @@ domain_blocklists = ["dbl.test"]
   }
 
   static DoctorReport doctor(const DoctorRequest& r) {
-    DnsClientOptions o;
-    o.server = dns_->address();
+    sender::DnsResolverOptions o;
+    o.dns_server = dns_->address();
     o.timeout = std::chrono::milliseconds(500);
     o.tries = 1;
-    DnsClient dns(o);
+    sender::BlockingDnsResolver dns(o);
     return run_doctor(dns, r);
   }
 
@@ -174,9 +174,9 @@ domain_blocklists = ["dbl.test"]
 };
 
 TEST_F(DoctorDns, ClientSortsAnswersIntoRecordsNoDataNxDomainAndErrors) {
-  DnsClientOptions o;
-  o.server = dns_->address();
-  DnsClient dns(o);
+  sender::DnsResolverOptions o;
+  o.dns_server = dns_->address();
+  sender::BlockingDnsResolver dns(o);
   auto answers = dns.resolve({{"good.test", DnsType::kTxt},
                               {"rsa1._domainkey.good.test", DnsType::kTxt},
                               {"good.test", DnsType::kMx},
@@ -204,12 +204,12 @@ TEST_F(DoctorDns, ClientSortsAnswersIntoRecordsNoDataNxDomainAndErrors) {
 
 TEST_F(DoctorDns, ClientReportsASilentServerAsErrorWithinItsTimeout) {
   lists::DnsmasqServer silent({"--local=/test/"});
-  DnsClientOptions o;
-  o.server = silent.address();
+  sender::DnsResolverOptions o;
+  o.dns_server = silent.address();
   o.timeout = std::chrono::milliseconds(200);
   o.tries = 1;
   silent.stop();
-  DnsClient dns(o);
+  sender::BlockingDnsResolver dns(o);
   const auto start = std::chrono::steady_clock::now();
   auto answers = dns.resolve({{"good.test", DnsType::kTxt}, {"good.test", DnsType::kMx}});
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));

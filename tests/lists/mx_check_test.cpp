@@ -1,6 +1,9 @@
 // MX checking against a real DNS server (dnsmasq on loopback): MX, null MX,
 // A-only and AAAA-only fallback, NXDOMAIN, no records at all; the import's
 // no_mx rejections, providers from MX hosts, and the cache in `domains`.
+#include <algorithm>
+
+#include "app/cli/import_mx_lookup.h"
 #include "lists/mx_checker.h"
 #include "tests/lists/dnsmasq_server.h"
 #include "tests/lists/list_db_fixture.h"
@@ -8,12 +11,18 @@
 namespace mailer::lists {
 namespace {
 
+sender::DnsResolverOptions resolver_options(const DnsmasqServer& dns) {
+  sender::DnsResolverOptions o;
+  o.dns_server = dns.address();
+  return o;
+}
+
 TEST(MxChecker, SortsEveryDnsSituationIntoItsStatus) {
   DnsmasqServer dns(mx_test_zone());
+  app::ImportMxLookup lookup(resolver_options(dns));
   MxCheckerOptions o;
-  o.dns_server = dns.address();
   o.concurrency = 2;  // fewer slots than domains: the queue must drain
-  MxChecker checker(o);
+  MxChecker checker(lookup, o);
   auto answers = checker.check(
       {"good.test", "nullmx.test", "aonly.test", "v6only.test", "nx.test", "empty.test"});
   ASSERT_EQ(answers.size(), 6u);
@@ -32,21 +41,55 @@ TEST(MxChecker, SortsEveryDnsSituationIntoItsStatus) {
 
 TEST(MxChecker, ReportsAnUnreachableServerAsTemporaryError) {
   DnsmasqServer dns(mx_test_zone());
-  MxCheckerOptions o;
-  o.dns_server = dns.address();
+  sender::DnsResolverOptions o = resolver_options(dns);
   o.timeout = std::chrono::milliseconds(200);
   o.tries = 1;
   dns.stop();
-  MxChecker checker(o);
+  app::ImportMxLookup lookup(o);
+  MxChecker checker(lookup);
   auto answers = checker.check({"good.test"});
   EXPECT_EQ(answers["good.test"].status, MxStatus::kError);
   EXPECT_FALSE(answers["good.test"].undeliverable());
 }
 
 TEST(MxChecker, RejectsAMalformedServerAddress) {
-  MxCheckerOptions o;
+  sender::DnsResolverOptions o;
   o.dns_server = "not an address";
-  EXPECT_THROW(MxChecker{o}, std::runtime_error);
+  EXPECT_THROW(app::ImportMxLookup{o}, std::invalid_argument);
+}
+
+// Answers every domain as an MX host of its own, one lookup per wait(),
+// and remembers how many lookups were in flight at most.
+class CountingLookup : public MxLookup {
+ public:
+  void start(const std::string& domain, Done done) override {
+    pending_.emplace_back(domain, std::move(done));
+    most_in_flight = std::max(most_in_flight, pending_.size());
+  }
+  void wait() override {
+    if (pending_.empty()) return;
+    auto [domain, done] = std::move(pending_.front());
+    pending_.erase(pending_.begin());
+    MxAnswer a;
+    a.status = MxStatus::kOk;
+    a.hosts = {"mx." + domain};
+    done(a);
+  }
+  std::size_t most_in_flight = 0;
+
+ private:
+  std::vector<std::pair<std::string, Done>> pending_;
+};
+
+TEST(MxChecker, KeepsAtMostItsConcurrencyOfLookupsInFlight) {
+  CountingLookup lookup;
+  MxChecker checker(lookup, MxCheckerOptions{.concurrency = 3});
+  std::vector<std::string> domains;
+  for (int i = 0; i < 10; ++i) domains.push_back("d" + std::to_string(i) + ".test");
+  auto answers = checker.check(domains);
+  ASSERT_EQ(answers.size(), 10u);
+  EXPECT_EQ(answers["d7.test"].hosts, std::vector<std::string>{"mx.d7.test"});
+  EXPECT_EQ(lookup.most_in_flight, 3u);
 }
 
 class MxImportTest : public ListDbTest {};

@@ -1,10 +1,8 @@
-#include "app/http/http_html.h"
+#include "sender/html_escape.h"
 
-namespace mailer::app {
+namespace mailer::sender {
 
-std::string escape_html(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + text.size() / 8);
+void AppendHtmlEscaped(std::string_view text, std::string& out) {
   for (char c : text) {
     switch (c) {
       case '&':
@@ -35,7 +33,13 @@ std::string escape_html(std::string_view text) {
         }
     }
   }
+}
+
+std::string HtmlEscaped(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + text.size() / 8);
+  AppendHtmlEscaped(text, out);
   return out;
 }
 
-}  // namespace mailer::app
+}  // namespace mailer::sender

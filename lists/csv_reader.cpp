@@ -13,6 +13,8 @@ namespace {
 
 constexpr int kEof = -1;
 
+// The smallest read buffer: a UTF-8 byte order mark fits in it.
+constexpr std::size_t kMinBufferBytes = 4;
 // Bytes at the start of a file looked at to tell UTF-16 from UTF-8.
 constexpr std::size_t kUtf16SniffBytes = 512;
 
@@ -62,7 +64,8 @@ CsvReader::CsvReader(std::istream& in, CsvOptions options, std::uint64_t start_o
       consumed_(start_offset),
       line_(start_line),
       start_offset_(start_offset) {
-  buffer_.resize(options_.buffer_bytes);
+  // Room for a byte order mark at least.
+  buffer_.resize(std::max<std::size_t>(options_.buffer_bytes, kMinBufferBytes));
   const std::ios::iostate state = in_.rdstate();
   stream_base_ = static_cast<std::streamoff>(in_.tellg());
   if (stream_base_ < 0) in_.clear(state);  // a pipe: reading still works
@@ -173,9 +176,10 @@ CsvStatus CsvReader::next(CsvRecord& record, std::string& reason) {
   for (;;) {
     CsvStatus s = read_record(record, reason);
     if (s != CsvStatus::kRecord) return s;
-    // An empty line is one empty unquoted field: skip it.
+    // An empty line is one empty unquoted field: skip it. (Two bytes that
+    // end no line are "" at the end of the file: an empty quoted field.)
     if (record.fields.size() == 1 && record.fields[0].empty() &&
-        record.end_offset - record.begin_offset <= 2) {
+        record.end_offset - record.begin_offset <= 2 && line_ != record.line) {
       continue;
     }
     for (std::size_t i = 0; i < record.fields.size(); ++i) {

@@ -54,7 +54,7 @@ struct CsvOptions {
   // Longest accepted record (all fields together, a byte for each field's
   // delimiter); bounds memory.
   std::size_t max_record_bytes = 1024 * 1024;
-  // Size of the read buffer.
+  // Size of the read buffer (at least 4 bytes).
   std::size_t buffer_bytes = 1024 * 1024;
 };
 

@@ -315,6 +315,32 @@ TEST(CsvReader, EmptyFieldsCountTowardTheRecordLimit) {
   EXPECT_EQ(items[2].fields, (Fields{"b"}));
 }
 
+// Found by the fuzzer: with a read buffer smaller than a byte order mark,
+// looking for one ended the file after its first byte.
+TEST(CsvReader, ReadsTheWholeFileWhateverTheBufferSize) {
+  for (std::size_t size : {1, 2, 3}) {
+    std::istringstream in(
+        "\xEF\xBB\xBF"
+        "a,b\n\xEF\xBBx,y\n");
+    CsvOptions o;
+    o.buffer_bytes = size;
+    auto items = read_stream(in, o);
+    ASSERT_EQ(items.size(), 2u) << size;
+    EXPECT_EQ(items[0].fields, (Fields{"a", "b"}));
+    EXPECT_EQ(items[1].fields, (Fields{"\xEF\xBBx", "y"}));
+  }
+}
+
+// Found by the fuzzer: "" as the file's last line, with no line end after
+// it, was taken for an empty line and dropped.
+TEST(CsvReader, EmptyQuotedFieldAtTheEndIsARecord) {
+  auto items = read_all("a\nx\n\"\"");
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[2].status, CsvStatus::kRecord);
+  EXPECT_EQ(items[2].fields, (Fields{""}));
+  EXPECT_EQ(items[2].line, 3u);
+}
+
 TEST(CsvReader, ValidatesUtf8Strictly) {
   EXPECT_TRUE(is_valid_utf8("plain"));
   EXPECT_TRUE(is_valid_utf8("M\xC3\xBCller \xE4\xBE\x8B \xF0\x9F\x98\x80"));

@@ -65,6 +65,8 @@ class EmailAddress {
   }
 
  private:
+  // parse() but for the reason given for a control character.
+  static std::variant<EmailAddress, AddressError> parse_checked(std::string_view text);
   EmailAddress(std::string address, std::size_t at) : address_(std::move(address)), at_(at) {}
   std::string address_;
   std::size_t at_;

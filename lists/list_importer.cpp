@@ -31,6 +31,9 @@ namespace {
 constexpr std::size_t kDomainCacheLimit = 200'000;
 // Bytes of the file's head hashed into its identity (with size and mtime).
 constexpr std::size_t kIdentityHeadBytes = 64 * 1024;
+// Bytes of a malformed record's text in the rejects file: enough to find the
+// row, not a copy of a runaway field.
+constexpr std::size_t kMalformedTextBytes = 256;
 
 // A chunk's row text, in a few large blocks: rows hold views into them, so a
 // chunk of 25,000 rows costs a few dozen allocations instead of six per row
@@ -175,6 +178,38 @@ void append_csv_field(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
+// What the rejects file shows of a malformed record in its email column:
+// the email field when the record got that far, else the record's fields as
+// read; at most kMalformedTextBytes, with NUL, other control characters but
+// tab, CR and LF, and invalid UTF-8 shown as U+FFFD, so the file stays text.
+std::string malformed_text(const CsvRecord& record, int email_col, char delimiter) {
+  std::string raw;
+  if (email_col >= 0 && static_cast<std::size_t>(email_col) < record.fields.size()) {
+    raw = trim_blanks(record.fields[static_cast<std::size_t>(email_col)])
+              .substr(0, kMalformedTextBytes);
+  } else {
+    for (std::size_t i = 0; i < record.fields.size() && raw.size() < kMalformedTextBytes; ++i) {
+      if (i > 0) raw.push_back(delimiter);
+      raw += record.fields[i].substr(0, kMalformedTextBytes);
+    }
+  }
+  std::string out;
+  for (std::size_t i = 0; i < raw.size() && out.size() < kMalformedTextBytes;) {
+    const auto c = static_cast<unsigned char>(raw[i]);
+    const std::size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    const std::string_view one = std::string_view(raw).substr(i, n);
+    const bool control = n == 1 && (c < 0x20 || c == 0x7f) && c != '\t' && c != '\r' && c != '\n';
+    if (one.size() == n && !control && is_valid_utf8(one)) {
+      out += one;
+      i += n;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 std::string file_identity(const std::string& path, const struct stat& st) {
   std::ifstream in(path, std::ios::binary);
   std::vector<char> head(kIdentityHeadBytes);
@@ -251,7 +286,8 @@ class ImportRun {
         if (s == CsvStatus::kEnd) break;
         ++reading_.counts.rows;
         if (s == CsvStatus::kBadRecord) {
-          reject(reading_, record.line, "malformed", why, "");
+          reject(reading_, record.line, "malformed", why,
+                 keep_rejects_ ? malformed_text(record, email_col_, o_.csv.delimiter) : "");
         } else {
           take(record);
         }
@@ -398,12 +434,9 @@ class ImportRun {
 
   void take(const CsvRecord& record) {
     if (record.fields.size() != header_.size()) {
-      std::string email = static_cast<std::size_t>(email_col_) < record.fields.size()
-                              ? std::string(record.fields[email_col_])
-                              : std::string();
       reject(reading_, record.line, "malformed",
              fmt::format("expected {} fields, found {}", header_.size(), record.fields.size()),
-             std::move(email));
+             keep_rejects_ ? malformed_text(record, email_col_, o_.csv.delimiter) : "");
       return;
     }
     std::string_view raw = trim_blanks(record.fields[email_col_]);

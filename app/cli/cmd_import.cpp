@@ -3,6 +3,7 @@
 // (see lists/list_importer.h for what happens to each row).
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -77,6 +78,23 @@ char parse_delimiter(const std::string& d) {
   return d[0];
 }
 
+// The rejects file is truncated (or appended to, on resume) while the input
+// is read: refuse a rejects path that names the input itself, under any name
+// (the same path, a symlink to it, a hard link). Paths that do not exist yet
+// cannot be the input.
+void refuse_rejects_over_input(const std::string& input, const std::string& rejects) {
+  struct stat in {};
+  struct stat out {};
+  if (rejects.empty() || ::stat(input.c_str(), &in) != 0 || ::stat(rejects.c_str(), &out) != 0) {
+    return;
+  }
+  if (in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+    throw UsageError(fmt::format(
+        "import: --rejects {}: is the input file {}; writing rejects there would destroy it",
+        rejects, input));
+  }
+}
+
 // Progress on stderr: an in-place line on a terminal, a log line every few
 // seconds otherwise.
 class ProgressReporter {
@@ -130,6 +148,7 @@ int run_import(Context& ctx, const ImportCliOptions& o) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(fmt::format("{}: [import] tables: {}", ctx.config().source, e.what()));
   }
+  refuse_rejects_over_input(o.file, o.rejects);
   throttle::ProviderClassifier classifier(ctx.config().throttle.provider_rules);
   lists::ImportOptions options;
   options.list_name = o.list;

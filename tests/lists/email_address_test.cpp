@@ -63,6 +63,18 @@ TEST(EmailAddress, RejectsMalformedLocalParts) {
   EXPECT_TRUE(rejected(""));
 }
 
+// A line break usually joins two addresses (a quoted field of a broken
+// export): the reason says so rather than "more than one @".
+TEST(EmailAddress, NamesLineBreaksAndControlCharactersAsTheReason) {
+  EXPECT_EQ(normalised("a@example.com\nb@example.com"), "error: line break in address");
+  EXPECT_EQ(normalised("a@example.com\r\nb@example.com"), "error: line break in address");
+  EXPECT_EQ(normalised("a@example.com\r"), "error: line break in address");
+  EXPECT_EQ(normalised("a\tb@example.com"), "error: control character in address");
+  EXPECT_EQ(normalised(std::string_view("a@exam\0ple.com", 15)),
+            "error: control character in address");
+  EXPECT_EQ(normalised("a@example.com\x7f"), "error: control character in address");
+}
+
 TEST(EmailAddress, UnquotesQuotedLocalPartsThatAreDotAtoms) {
   EXPECT_EQ(normalised("\"john.doe\"@example.com"), "john.doe@example.com");
 }

@@ -2,6 +2,7 @@
 // idempotence, attribute updates, duplicates, suppression, every kind of bad
 // row, file-level errors, and resuming an interrupted import.
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -302,10 +303,125 @@ TEST_F(ImportTest, BadRowsOfEveryKindAreRejectedWithLineAndReason) {
   EXPECT_EQ(rejects,
             "line,reason,detail,email\n"
             "3,malformed,\"expected 2 fields, found 3\",a@example.com\n"
-            "4,malformed,invalid UTF-8 in field 2,\n"
-            "5,malformed,NUL byte in field 2,\n"
-            "6,malformed,field 2 longer than 65536 bytes,\n"
-            "7,malformed,quote inside unquoted field 2,\n");
+            "4,malformed,invalid UTF-8 in field 2,b@example.com\n"
+            "5,malformed,NUL byte in field 2,c@example.com\n"
+            "6,malformed,field 2 longer than 65536 bytes,d@example.com\n"
+            "7,malformed,quote inside unquoted field 2,e@example.com\n");
+}
+
+// A malformed record whose email field is itself broken: the rejects file
+// shows its text as far as it was read, bounded, as valid UTF-8.
+TEST_F(ImportTest, RejectsFileShowsTheTextOfBrokenEmailFields) {
+  std::string text =
+      "name,email\n"                     // 1
+      "A,\"bad\xC3\x28@example.com\"\n"  // 2 invalid UTF-8 in the email field
+      "B,\"nul@here.com\"\n"             // 3 NUL byte in it (patched below)
+      "C,\"" +
+      std::string(70000, 'w') +
+      "\"\n"                  // 4 over-long email field
+      "D\"x,y@example.com\n"  // 5 broken before the email field
+      "E,ok@example.com\n";   // 6
+  text[text.find("nul@here") + 3] = '\0';
+  auto j = import(write("broken.csv", text), {"--rejects", path("rejects.csv")});
+  EXPECT_EQ(j["rows"], 5);
+  EXPECT_EQ(j["imported"], 1);
+  EXPECT_EQ(read_file(path("rejects.csv")),
+            "line,reason,detail,email\n"
+            "2,malformed,invalid UTF-8 in field 2,bad\xEF\xBF\xBD(@example.com\n"
+            "3,malformed,NUL byte in field 2,nul\xEF\xBF\xBDhere.com\n"
+            "4,malformed,field 2 longer than 65536 bytes," +
+                std::string(256, 'w') +
+                "\n"
+                "5,malformed,quote inside unquoted field 1,D\n");
+}
+
+// `--rejects` naming the input (the same path, a symlink or a hard link to
+// it) would truncate the file being imported: refused, the input intact.
+TEST_F(ImportTest, RejectsPathThatIsTheInputIsRefusedAndTheInputKept) {
+  const std::string text = "email,name\nok1@example.com,a\nbad@@x,b\nok2@example.com,c\n";
+  const std::string file = write("r3.csv", text);
+  std::filesystem::create_symlink(file, path("link.csv"));
+  std::filesystem::create_hard_link(file, path("hard.csv"));
+  for (const std::string& rejects : {file, path("link.csv"), path("hard.csv")}) {
+    auto r = mailer({"import", "--list", "news", file, "--rejects", rejects});
+    EXPECT_EQ(r.exit_code, 2) << rejects;
+    EXPECT_NE(r.err.find("--rejects " + rejects + ": is the input file " + file), std::string::npos)
+        << r.err;
+    EXPECT_EQ(read_file(file), text) << rejects;
+  }
+  std::filesystem::remove(file);
+  write("r3.csv", text);  // a new file: the links name the old one
+  auto j = import(file, {"--rejects", path("hard.csv")});
+  EXPECT_EQ(j["imported"], 2) << "another file is a fine rejects file";
+  EXPECT_EQ(count("SELECT count(*) FROM imports"), 1);
+}
+
+// A quoted field over the size limit that closes later: its lines (an
+// address among them) never become rows, the row after it is imported.
+TEST_F(ImportTest, OversizeQuotedFieldNeverBecomesRows) {
+  std::string note;
+  for (int i = 0; i < 7000; ++i) note += "note line\n";
+  auto file = write("r2.csv", "email,note\nvictim@example.com,\"" + note +
+                                  "injected@example.com,Mallory\nend\"\nlast@example.com,x\n");
+  auto j = import(file, {"--rejects", path("rejects.csv")});
+  EXPECT_EQ(j["rows"], 2);
+  EXPECT_EQ(j["imported"], 1);
+  EXPECT_EQ(j["rejected"]["malformed"], 1);
+  EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE email_key = 'injected@example.com'"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE email_key = 'last@example.com'"), 1);
+  EXPECT_EQ(read_file(path("rejects.csv")),
+            "line,reason,detail,email\n"
+            "2,malformed,field 2 longer than 65536 bytes,victim@example.com\n");
+}
+
+// A quote that never closes takes only its own line: every other line is
+// imported, and the count of rows is the file's.
+TEST_F(ImportTest, UnterminatedQuoteRejectsItsLineAndImportsTheRest) {
+  auto file =
+      write("r1.csv", "email,name\n\"a@example.com,Ann\nb@example.com,Bob\nc@example.com,Cy\n");
+  auto j = import(file, {"--rejects", path("rejects.csv")});
+  EXPECT_EQ(j["rows"], 3);
+  EXPECT_EQ(j["imported"], 2);
+  EXPECT_EQ(j["rejected"]["malformed"], 1);
+  EXPECT_EQ(members("news"), 2);
+  EXPECT_EQ(read_file(path("rejects.csv")),
+            "line,reason,detail,email\n"
+            "2,malformed,unterminated quoted field 1,\"a@example.com,Ann\"\n");
+}
+
+TEST_F(ImportTest, CrOnlyLineEndingsReportEachRejectAtItsLine) {
+  auto file =
+      write("mac.csv", "email,name\rok@example.com,a\rbad@@x,b\rx\"y,c\rok2@example.com,d\r");
+  auto j = import(file, {"--rejects", path("rejects.csv")});
+  EXPECT_EQ(j["imported"], 2);
+  EXPECT_EQ(read_file(path("rejects.csv")),
+            "line,reason,detail,email\n"
+            "3,syntax,more than one @,bad@@x\n"
+            "4,malformed,quote inside unquoted field 1,x\n");
+}
+
+TEST_F(ImportTest, LineBreakInsideAnAddressIsNamedAsSuch) {
+  auto file = write("lb.csv", "email,name\n\"a@example.com\nb@example.com\",x\n");
+  import(file, {"--rejects", path("rejects.csv")});
+  EXPECT_EQ(read_file(path("rejects.csv")),
+            "line,reason,detail,email\n"
+            "2,syntax,line break in address,\"a@example.com\nb@example.com\"\n");
+}
+
+TEST_F(ImportTest, Utf16FileExitsTwoNamingTheEncoding) {
+  const std::string utf8 = "email,name\na@example.com,A\n";
+  std::string le = "\xFF\xFE";
+  for (char c : utf8) {
+    le.push_back(c);
+    le.push_back('\0');
+  }
+  auto file = write("utf16.csv", le);
+  auto r = mailer({"import", "--list", "news", file});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(file + ": file is UTF-16 (UTF-16LE); convert it to UTF-8"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(count("SELECT count(*) FROM imports"), 0);
 }
 
 TEST_F(ImportTest, RejectsFileCarriesReasonDetailAndOriginalEmail) {

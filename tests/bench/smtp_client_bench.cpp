@@ -3,6 +3,8 @@
 // prints one line of JSON. With a sink that answers the final "." after a
 // latency L, the rate should be about C / L: connections in flight, not
 // threads, make the throughput. Built and run by tests/bench/smtp_client_latency.sh.
+#include <sys/resource.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <chrono>
@@ -81,9 +83,14 @@ int main(int argc, char** argv) {
   }
   b.io.run();
   double took = std::chrono::duration<double>(Clock::now() - start).count();
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
   std::printf(
       "{\"connections\":%ld,\"connected\":%ld,\"seconds\":%.2f,\"accepted\":%ld,\"failed\":%ld,"
-      "\"per_second\":%.1f}\n",
-      connections, connected, took, b.accepted, b.failed, b.accepted / took);
+      "\"per_second\":%.1f,\"max_rss_mb\":%.1f,\"cpu_s\":%.2f}\n",
+      connections, connected, took, b.accepted, b.failed, b.accepted / took,
+      usage.ru_maxrss / 1024.0,
+      usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+          (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6);
   return 0;
 }

@@ -743,6 +743,53 @@ TEST_F(SmtpClientTest, StartTlsRefusesACertificateFromAnUntrustedCa) {
   EXPECT_NE(r.error.find("certificate"), std::string::npos) << r.error;
 }
 
+TEST_F(SmtpClientTest, OpportunisticStartTlsFallsBackToPlainTextWhenNotOffered) {
+  ScriptedPeer peer(io_, opening(kEhloPipelining) +
+                             std::vector<Step>{expect("MAIL"), expect("RCPT"), expect("DATA"),
+                                               reply("250 Ok\r\n250 Ok\r\n354 Go\r\n"), data(),
+                                               reply("250 Ok\r\n")});
+  SmtpClientOptions o = options();
+  o.starttls = StartTls::kOpportunistic;
+  auto client = make_client(o);
+  ASSERT_EQ(connect(*client, peer).outcome, SmtpOutcome::kOk);
+  EXPECT_FALSE(client->tls_active());
+  EXPECT_EQ(send(*client, message()).outcome, SmtpOutcome::kOk);
+  settle(peer);
+}
+
+TEST_F(SmtpClientTest, ImplicitTlsSpeaksTlsFromTheFirstByte) {
+  ScriptedPeer peer(
+      io_,
+      std::vector<Step>{start_tls()} + opening(kEhloPipelining) +
+          std::vector<Step>{expect("MAIL"), expect("RCPT"), expect("DATA"),
+                            reply("250 Ok\r\n250 Ok\r\n354 Go\r\n"), data(), reply("250 Ok\r\n")},
+      false, server_tls());
+  SmtpClientOptions o = options();
+  o.implicit_tls = true;
+  o.tls_context = client_tls();
+  auto client = make_client(o);
+  SmtpResult c = connect(*client, peer);
+  ASSERT_EQ(c.outcome, SmtpOutcome::kOk) << c.error;
+  EXPECT_TRUE(client->tls_active());
+  EXPECT_EQ(send(*client, message()).outcome, SmtpOutcome::kOk);
+  settle(peer);
+}
+
+TEST_F(SmtpClientTest, RepliesSentBeforeTheTlsHandshakeAreRefused) {
+  // A man in the middle appends a reply to the 220 in clear text, hoping it
+  // is read as if it came over TLS (CVE-2011-0411).
+  ScriptedPeer peer(
+      io_, {reply(kGreeting), expect("EHLO"), reply("250-peer.example\r\n250 STARTTLS\r\n"),
+            expect("STARTTLS"), reply("220 Go ahead\r\n250 injected\r\n")});
+  SmtpClientOptions o = options();
+  o.starttls = StartTls::kRequired;
+  o.tls_context = client_tls();
+  auto client = make_client(o);
+  SmtpResult r = connect(*client, peer);
+  EXPECT_EQ(r.outcome, SmtpOutcome::kProtocolError) << r.error;
+  EXPECT_FALSE(client->usable());
+}
+
 TEST_F(SmtpClientTest, AuthPlainOverStartTlsWithCredentialsTheServerChecks) {
   std::string token = "AHJlbGF5LXVzZXIAczNjcjN0";  // base64("\0relay-user\0s3cr3t")
   ScriptedPeer peer(
@@ -841,6 +888,60 @@ TEST_F(SmtpClientTest, EightBitContentIsDeclaredToAServerWith8BitMime) {
   settle(peer);
   ASSERT_FALSE(peer.commands().empty());
   EXPECT_NE(peer.commands().at(1).find(" BODY=8BITMIME"), std::string::npos);
+}
+
+TEST_F(SmtpClientTest, RefusedMailInAPipelinedGroupIsTheResult) {
+  ScriptedPeer peer(io_, opening(kEhloPipelining) +
+                             std::vector<Step>{expect("MAIL"), expect("RCPT"), expect("DATA"),
+                                               reply("553 5.7.1 Sender address rejected\r\n"
+                                                     "503 5.5.1 Error: need MAIL command\r\n"
+                                                     "503 5.5.1 Error: need RCPT command\r\n")} +
+                             std::vector<Step>{expect("MAIL"), expect("RCPT"), expect("DATA"),
+                                               reply("250 Ok\r\n250 Ok\r\n354 Go\r\n"), data(),
+                                               reply("250 Ok\r\n")});
+  auto client = make_client();
+  ASSERT_TRUE(connect(*client, peer).ok());
+  SmtpResult r = send(*client, message());
+  EXPECT_EQ(r.outcome, SmtpOutcome::kRejected);
+  EXPECT_EQ(r.reply.code, 553);
+  EXPECT_EQ(r.reply.stage, SmtpStage::kMail);
+  ASSERT_EQ(r.recipients.size(), 1u);
+  EXPECT_EQ(r.recipients[0].reply.code, 503);
+  // Nothing was left open, so the next message goes without RSET.
+  EXPECT_EQ(send(*client, message()).outcome, SmtpOutcome::kOk);
+  settle(peer);
+  EXPECT_EQ(peer.count("RSET"), 0u);
+}
+
+TEST_F(SmtpClientTest, MessageLargerThanTheServersSizeLimitIsNotSent) {
+  ScriptedPeer peer(
+      io_, opening("250-peer.example\r\n250 SIZE 1000\r\n") + std::vector<Step>{expect_eof()},
+      /*lockstep=*/true);
+  auto client = make_client();
+  ASSERT_TRUE(connect(*client, peer).ok());
+  EXPECT_EQ(client->capabilities().size, 1000u);
+  SmtpResult r = send(*client, message({"rcpt@example.net"}, std::string(2000, 'x') + "\r\n"));
+  EXPECT_EQ(r.outcome, SmtpOutcome::kNotAttempted);
+  EXPECT_EQ(r.reply.code, 552);
+  EXPECT_FALSE(r.deferral());
+  client->close();
+  settle(peer);
+  EXPECT_EQ(peer.count("MAIL"), 0u);
+}
+
+TEST_F(SmtpClientTest, NonAsciiAddressesNeedSmtpUtf8) {
+  ScriptedPeer peer(
+      io_,
+      opening(kEhloPipelining) +
+          std::vector<Step>{expect("MAIL FROM:<bounce@example.com> SIZE="),
+                            expect("RCPT TO:<j\xc3\xb6rg@example.net>"), expect("DATA"),
+                            reply("250 Ok\r\n250 Ok\r\n354 Go\r\n"), data(), reply("250 Ok\r\n")});
+  auto client = make_client();
+  ASSERT_TRUE(connect(*client, peer).ok());
+  SmtpResult r = send(*client, message({"j\xc3\xb6rg@example.net"}));
+  EXPECT_EQ(r.outcome, SmtpOutcome::kOk) << r.error;
+  settle(peer);
+  EXPECT_NE(peer.commands().at(1).find(" SMTPUTF8"), std::string::npos);
 }
 
 TEST_F(SmtpClientTest, DotStuffsTheContentOnTheWire) {

@@ -27,6 +27,14 @@
 //   addresses without SMTPUTF8, larger than its SIZE) is refused for that
 //   message without sending it (kNotAttempted); the connection stays usable.
 //
+// Use:
+//   auto client = SmtpClient::create(io, options);
+//   client->connect(endpoints, "mx1.example.net", [client](SmtpResult r) {
+//     if (!r.ok()) return;  // r.deferral(): try later or elsewhere
+//     client->send(message, [client](SmtpResult m) { /* m.recipients, m.end_of_data */ });
+//     client->quit([](SmtpResult) {});  // after the send above
+//   });
+//
 // Threading: not thread-safe. Create, call and destroy every client of an
 // io_context on the thread (or strand) that runs it; handlers run there too
 // and may call send() or quit() again. Destroying the client closes the

@@ -555,6 +555,17 @@ TEST_F(SmtpClientTest, AReplyCutShortByTheServerClosingCountsWithItsCode) {
   settle(peer);
 }
 
+TEST_F(SmtpClientTest, BytesThatAreNotRepliesAreAProtocolError) {
+  ScriptedPeer peer(io_, {reply("HTTP/1.1 400 Bad Request\r\n\r\n"), stall()});
+  auto client = make_client();
+  SmtpResult r = connect(*client, peer);
+  EXPECT_EQ(r.outcome, SmtpOutcome::kProtocolError) << r.error;
+  EXPECT_FALSE(r.reply_from_server);
+  EXPECT_TRUE(r.deferral());
+  EXPECT_FALSE(client->usable());
+  settle(peer);
+}
+
 TEST_F(SmtpClientTest, GreetingOf421EndsTheConnectionWithThatReply) {
   ScriptedPeer peer(
       io_, {reply("421 4.7.0 peer.example Service not available\r\n"), close_connection()});

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "app/bounded_file.h"
 #include "app/commands.h"
 #include "app/errors.h"
 #include "lists/list_importer.h"
@@ -34,13 +35,11 @@ struct ImportCliOptions {
 };
 
 std::string read_table(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw UsageError(fmt::format("{}: cannot read {} file: {}", path, what, std::strerror(errno)));
+  try {
+    return read_bounded_file(path, kMaxTableFileBytes);
+  } catch (const FileReadError& e) {
+    throw UsageError(fmt::format("{}: cannot read {} file: {}", path, what, e.reason()));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 lists::HygieneSources hygiene_sources(const ImportSettings& s) {

@@ -4,32 +4,57 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "app/bounded_file.h"
 #include "app/config_reader.h"
+#include "app/db/database.h"
 #include "app/errors.h"
+#include "throttle/duration.h"
 
 namespace mailer::app {
 namespace {
 
 constexpr const char* kRouteNames[] = {"gmail", "outlook", "yahoo", "other"};
 
+// Bounds of keys whose values feed time arithmetic or loops. A wait shorter
+// than kMinReconnectWait would turn reconnection into a busy loop; the upper
+// bounds are far beyond sensible values but keep "now + value" and backoff
+// doublings in range (the general cap is kMaxConfigDuration).
+constexpr Duration kMinReconnectWait = std::chrono::milliseconds(10);
+constexpr Duration kMaxReconnectWait = std::chrono::hours(1);
+// A lease is renewed while its worker lives; it only says how soon a dead
+// worker's deliveries return, and a day is already a long outage.
+constexpr Duration kMaxLease = std::chrono::hours(24);
+// Periodic work (scheduler tick, history samples) that runs less often than
+// hourly would look stalled.
+constexpr Duration kMaxTick = std::chrono::hours(1);
+constexpr Duration kMaxSmtpTimeout = std::chrono::hours(1);
+constexpr Duration kMaxDnsTimeout = std::chrono::minutes(1);
+constexpr Duration kMaxLookahead = std::chrono::minutes(10);
+
 void check_route(ConfigReader& r, const std::string& key, const std::string& value) {
   if (value == "mx" || value.rfind("smtp://", 0) == 0 || value.rfind("smtps://", 0) == 0) return;
-  r.fail(key,
-         fmt::format("expected \"mx\", \"smtp://host:port\" or \"smtps://host:port\", got \"{}\"",
-                     value));
+  r.fail(key, fmt::format("expected \"mx\", \"smtp://host:port\" or \"smtps://host:port\", got {}",
+                          quote_value(value)));
 }
 
 void read_database(ConfigReader r, DatabaseSettings& d) {
   d.url = r.get_string("url", d.url);
-  d.reconnect_min = r.get_duration("reconnect_min", d.reconnect_min);
-  d.reconnect_max = r.get_duration("reconnect_max", d.reconnect_max);
+  if (auto error = db::conninfo_syntax_error(d.url); error && !d.url.empty()) {
+    r.fail("url", "invalid database URL: " + elide_text(*error));
+  }
+  d.reconnect_min = r.get_duration("reconnect_min", d.reconnect_min, kMaxReconnectWait);
+  d.reconnect_max = r.get_duration("reconnect_max", d.reconnect_max, kMaxReconnectWait);
+  if (d.reconnect_min < kMinReconnectWait) {
+    r.fail("reconnect_min",
+           fmt::format("must be at least {}", throttle::format_duration(kMinReconnectWait)));
+  }
+  if (d.reconnect_max < d.reconnect_min) {
+    r.fail("reconnect_max", fmt::format("must be at least reconnect_min ({})",
+                                        throttle::format_duration(d.reconnect_min)));
+  }
   r.reject_unknown();
 }
 
@@ -44,8 +69,8 @@ void read_sender(ConfigReader r, SenderSettings& s) {
     unsigned char buf[sizeof(in6_addr)];
     if (::inet_pton(AF_INET, s.source_address.c_str(), buf) != 1 &&
         ::inet_pton(AF_INET6, s.source_address.c_str(), buf) != 1) {
-      r.fail("source_address",
-             fmt::format("expected an IPv4 or IPv6 address, got \"{}\"", s.source_address));
+      r.fail("source_address", fmt::format("expected an IPv4 or IPv6 address, got {}",
+                                           quote_value(s.source_address)));
     }
   }
   s.starttls = r.get_choice("starttls", s.starttls, {"opportunistic", "required", "none"});
@@ -57,38 +82,34 @@ void read_sender(ConfigReader r, SenderSettings& s) {
   }
   s.verp_domain = r.get_string("verp_domain", s.verp_domain);
   if (s.verp_domain.find_first_of(" @<>\r\n") != std::string::npos) {
-    r.fail("verp_domain", fmt::format("expected a domain name, got \"{}\"", s.verp_domain));
+    r.fail("verp_domain",
+           fmt::format("expected a domain name, got {}", quote_value(s.verp_domain)));
   }
   s.feedback_id = r.get_string("feedback_id", s.feedback_id);
   if (s.feedback_id.empty()) r.fail("feedback_id", "must not be empty");
   s.message_id_domain = r.get_string("message_id_domain", s.message_id_domain);
   if (s.message_id_domain.find_first_of(" @<>\r\n") != std::string::npos) {
     r.fail("message_id_domain",
-           fmt::format("expected a domain name, got \"{}\"", s.message_id_domain));
+           fmt::format("expected a domain name, got {}", quote_value(s.message_id_domain)));
   }
-  s.connect_timeout = r.get_duration("connect_timeout", s.connect_timeout);
-  s.reply_timeout = r.get_duration("reply_timeout", s.reply_timeout);
-  s.transaction_timeout = r.get_duration("transaction_timeout", s.transaction_timeout);
+  s.connect_timeout = r.get_duration("connect_timeout", s.connect_timeout, kMaxSmtpTimeout);
+  s.reply_timeout = r.get_duration("reply_timeout", s.reply_timeout, kMaxSmtpTimeout);
+  s.transaction_timeout =
+      r.get_duration("transaction_timeout", s.transaction_timeout, kMaxSmtpTimeout);
   for (auto [key, value] : {std::pair{"connect_timeout", s.connect_timeout},
                             std::pair{"reply_timeout", s.reply_timeout},
                             std::pair{"transaction_timeout", s.transaction_timeout}}) {
     if (value < std::chrono::seconds(1)) r.fail(key, "must be at least 1s");
   }
-  const long long lanes = r.get_integer("lanes", s.lanes);
-  if (lanes < 1 || lanes > 256)
-    r.fail("lanes", fmt::format("must be between 1 and 256, got {}", lanes));
-  s.lanes = static_cast<int>(lanes);
+  s.lanes = r.get_int("lanes", s.lanes, 1, 256);
   s.dns_server = r.get_string("dns_server", s.dns_server);
   if (!s.dns_server.empty() && s.dns_server.find_first_of(" ,") != std::string::npos) {
-    r.fail("dns_server", fmt::format("expected one HOST:PORT, got \"{}\"", s.dns_server));
+    r.fail("dns_server", fmt::format("expected one HOST:PORT, got {}", quote_value(s.dns_server)));
   }
-  const long long mx_port = r.get_integer("mx_port", s.mx_port);
-  if (mx_port < 1 || mx_port > 65535)
-    r.fail("mx_port", fmt::format("must be a port number, got {}", mx_port));
-  s.mx_port = static_cast<int>(mx_port);
-  s.lookahead = r.get_duration("lookahead", s.lookahead);
+  s.mx_port = r.get_int("mx_port", s.mx_port, 1, 65535);
+  s.lookahead = r.get_duration("lookahead", s.lookahead, kMaxLookahead);
   if (s.lookahead < std::chrono::milliseconds(100)) r.fail("lookahead", "must be at least 100ms");
-  s.history_interval = r.get_duration("history_interval", s.history_interval);
+  s.history_interval = r.get_duration("history_interval", s.history_interval, kMaxTick);
   if (s.history_interval < std::chrono::seconds(1))
     r.fail("history_interval", "must be at least 1s");
   r.reject_unknown();
@@ -124,7 +145,7 @@ void read_unsubscribe(ConfigReader r, UnsubscribeSettings& u) {
   u.secret_file = r.get_string("secret_file", u.secret_file);
   if (!u.base_url.empty() && u.base_url.rfind("https://", 0) != 0 &&
       u.base_url.rfind("http://", 0) != 0) {
-    r.fail("base_url", fmt::format("expected an http(s):// URL, got \"{}\"", u.base_url));
+    r.fail("base_url", fmt::format("expected an http(s):// URL, got {}", quote_value(u.base_url)));
   }
   r.reject_unknown();
 }
@@ -138,26 +159,14 @@ void read_import(ConfigReader r, ImportSettings& s) {
   s.disposable_domains_file = r.get_string("disposable_domains_file", s.disposable_domains_file);
   s.typo_domains_file = r.get_string("typo_domains_file", s.typo_domains_file);
   s.dns_server = r.get_string("dns_server", s.dns_server);
-  const long long concurrency = r.get_integer("mx_concurrency", s.mx_concurrency);
-  if (concurrency < 1 || concurrency > 10000) {
-    r.fail("mx_concurrency", fmt::format("must be between 1 and 10000, got {}", concurrency));
-  }
-  s.mx_concurrency = static_cast<int>(concurrency);
-  s.mx_timeout = r.get_duration("mx_timeout", s.mx_timeout);
+  s.mx_concurrency = r.get_int("mx_concurrency", s.mx_concurrency, 1, 10000);
+  s.mx_timeout = r.get_duration("mx_timeout", s.mx_timeout, kMaxDnsTimeout);
   if (s.mx_timeout <= Duration::zero()) r.fail("mx_timeout", "must be positive");
   s.mx_cache_ttl_min = r.get_duration("mx_cache_ttl_min", s.mx_cache_ttl_min);
-  const long long chunk = r.get_integer("chunk_rows", s.chunk_rows);
-  if (chunk < 1 || chunk > 1000000) {
-    r.fail("chunk_rows", fmt::format("must be between 1 and 1000000, got {}", chunk));
-  }
-  s.chunk_rows = static_cast<int>(chunk);
-  const long long field = r.get_integer("max_field_bytes", s.max_field_bytes);
-  if (field < 256 || field > 1048576) {
-    r.fail("max_field_bytes", fmt::format("must be between 256 and 1048576, got {}", field));
-  }
-  s.max_field_bytes = static_cast<int>(field);
+  s.chunk_rows = r.get_int("chunk_rows", s.chunk_rows, 1, 1000000);
+  s.max_field_bytes = r.get_int("max_field_bytes", s.max_field_bytes, 256, 1048576);
   if (!s.dns_server.empty() && s.dns_server.find_first_of(" ,") != std::string::npos) {
-    r.fail("dns_server", fmt::format("expected one HOST:PORT, got \"{}\"", s.dns_server));
+    r.fail("dns_server", fmt::format("expected one HOST:PORT, got {}", quote_value(s.dns_server)));
   }
   r.reject_unknown();
 }
@@ -165,7 +174,7 @@ void read_import(ConfigReader r, ImportSettings& s) {
 void read_http(ConfigReader r, HttpSettings& h) {
   h.listen = r.get_string("listen", h.listen);
   if (h.listen.find(':') == std::string::npos) {
-    r.fail("listen", fmt::format("expected ADDRESS:PORT, got \"{}\"", h.listen));
+    r.fail("listen", fmt::format("expected ADDRESS:PORT, got {}", quote_value(h.listen)));
   }
   r.reject_unknown();
 }
@@ -177,21 +186,13 @@ void read_doctor(ConfigReader r, DoctorSettings& d) {
   r.reject_unknown();
 }
 
-// An integer key of [worker] within [lo, hi].
-int worker_integer(ConfigReader& r, std::string_view key, int fallback, long long lo,
-                   long long hi) {
-  const long long v = r.get_integer(key, fallback);
-  if (v < lo || v > hi) r.fail(key, fmt::format("must be between {} and {}, got {}", lo, hi, v));
-  return static_cast<int>(v);
-}
-
 void read_worker(ConfigReader r, WorkerSettings& w) {
-  w.lease = r.get_duration("lease", w.lease);
-  w.claim_batch = worker_integer(r, "claim_batch", w.claim_batch, 1, 100000);
-  w.max_leased = worker_integer(r, "max_leased", w.max_leased, 1, 10000000);
+  w.lease = r.get_duration("lease", w.lease, kMaxLease);
+  w.claim_batch = r.get_int("claim_batch", w.claim_batch, 1, 100000);
+  w.max_leased = r.get_int("max_leased", w.max_leased, 1, 10000000);
   w.flush_interval = r.get_duration("flush_interval", w.flush_interval);
-  w.flush_batch = worker_integer(r, "flush_batch", w.flush_batch, 1, 100000);
-  w.tick = r.get_duration("tick", w.tick);
+  w.flush_batch = r.get_int("flush_batch", w.flush_batch, 1, 100000);
+  w.tick = r.get_duration("tick", w.tick, kMaxTick);
   w.past_due_warning = r.get_duration("past_due_warning", w.past_due_warning);
   if (w.lease < std::chrono::seconds(1)) r.fail("lease", "must be at least 1s");
   if (w.max_leased < w.claim_batch) r.fail("max_leased", "must be at least claim_batch");
@@ -209,7 +210,7 @@ Config parse_config(const std::string& text, const std::string& file) {
     root = toml::parse(text, file);
   } catch (const toml::parse_error& e) {
     throw UsageError(fmt::format("{}:{}:{}: invalid TOML: {}", file, e.source().begin.line,
-                                 e.source().begin.column, e.description()));
+                                 e.source().begin.column, elide_text(e.description())));
   }
   Config c;
   c.source = file;
@@ -241,16 +242,18 @@ Config load_config(const std::string& explicit_path) {
   if (path.empty()) {
     c = parse_config("", "(built-in defaults)");
   } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      throw UsageError(
-          fmt::format("{}: cannot read configuration file: {}", path, std::strerror(errno)));
+    std::string text;
+    try {
+      text = read_bounded_file(path, kMaxConfigFileBytes);
+    } catch (const FileReadError& e) {
+      throw UsageError(fmt::format("{}: cannot read configuration file: {}", path, e.reason()));
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    c = parse_config(text.str(), path);
+    c = parse_config(text, path);
   }
   if (const char* url = std::getenv("MAILER_DATABASE_URL"); url != nullptr && *url != '\0') {
+    if (auto error = db::conninfo_syntax_error(url)) {
+      throw UsageError("$MAILER_DATABASE_URL: invalid database URL: " + elide_text(*error));
+    }
     c.database.url = url;
   }
   return c;

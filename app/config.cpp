@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -202,9 +203,21 @@ void read_worker(ConfigReader r, WorkerSettings& w) {
   r.reject_unknown();
 }
 
+// TOML allows no NUL byte anywhere; refusing it here keeps such text away
+// from the parser, which asserts on it in some positions.
+void reject_nul_bytes(const std::string& text, const std::string& file) {
+  const std::size_t at = text.find('\0');
+  if (at == std::string::npos) return;
+  const std::size_t line_start = text.rfind('\n', at);
+  const std::size_t line = 1 + std::count(text.begin(), text.begin() + at, '\n');
+  const std::size_t column = line_start == std::string::npos ? at + 1 : at - line_start;
+  throw UsageError(fmt::format("{}:{}:{}: invalid TOML: NUL byte", file, line, column));
+}
+
 }  // namespace
 
 Config parse_config(const std::string& text, const std::string& file) {
+  reject_nul_bytes(text, file);
   toml::table root;
   try {
     root = toml::parse(text, file);

@@ -104,6 +104,14 @@ TEST(ConfigLimits, LongValuesAreCutInErrors) {
   EXPECT_EQ(quote_value(accents), "\"" + std::string(79, 'a') + "\u00e9\u2026\" (85 bytes)");
 }
 
+TEST(ConfigLimits, NulByteIsRefusedBeforeTheTomlParser) {
+  // Found by the configuration fuzzer: a NUL in a table header tripped an
+  // assertion inside the TOML parser.
+  EXPECT_EQ(config_error_of(std::string("[sender]\n[\0\0]\n", 13)),
+            "mailer.toml:2:2: invalid TOML: NUL byte");
+  EXPECT_EQ(config_error_of(std::string("\0", 1)), "mailer.toml:1:1: invalid TOML: NUL byte");
+}
+
 TEST(ConfigLimits, MalformedDatabaseUrlIsRefusedWithoutItsPassword) {
   for (const std::string url :
        {"postgresql://u:Secret@[::1/db", "postgresql://u:Sec%zzret@localhost/db",

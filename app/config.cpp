@@ -216,8 +216,68 @@ void reject_nul_bytes(const std::string& text, const std::string& file) {
 
 }  // namespace
 
+bool is_key_start(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '"' || c == '\'';
+}
+
+// A table header ("[" or "[[" where a line starts outside any value) must
+// open with a key. toml++ 3.3 asserts this instead of reporting it (an
+// assumption the optimiser may rely on in release builds), so such text is
+// refused here. A small scanner skips strings, comments, arrays and inline
+// tables, where a '[' at the start of a line is not a header.
+void reject_headers_without_key(const std::string& text, const std::string& file) {
+  std::size_t depth = 0;  // open arrays and inline tables
+  std::size_t line = 1;
+  bool line_start = true;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      ++line;
+      line_start = true;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r') continue;
+    const bool header = line_start && depth == 0 && c == '[';
+    line_start = false;
+    if (header) {
+      std::size_t j = i + 1;
+      if (j < text.size() && text[j] == '[') ++j;
+      while (j < text.size() && (text[j] == ' ' || text[j] == '\t')) ++j;
+      if (j >= text.size() || !is_key_start(text[j])) {
+        throw UsageError(
+            fmt::format("{}:{}: invalid TOML: a table header must start with a key", file, line));
+      }
+      // The rest of the header line holds no value.
+      while (i < text.size() && text[i] != '\n') ++i;
+      --i;
+      continue;
+    }
+    if (c == '#') {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+    } else if (c == '"' || c == '\'') {
+      // Strings, multi-line ones included; basic strings have escapes.
+      const bool multi = text.compare(i, 3, std::string(3, c)) == 0;
+      const std::string close = multi ? std::string(3, c) : std::string(1, c);
+      std::size_t j = i + close.size();
+      while (j < text.size() && text.compare(j, close.size(), close) != 0) {
+        if (!multi && text[j] == '\n') break;
+        if (text[j] == '\n') ++line;
+        j += (c == '"' && text[j] == '\\') ? 2 : 1;
+      }
+      i = std::min(j + close.size(), text.size()) - 1;
+      if (i < text.size() && text[i] == '\n') --i;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+}
+
 Config parse_config(const std::string& text, const std::string& file) {
   reject_nul_bytes(text, file);
+  reject_headers_without_key(text, file);
   toml::table root;
   try {
     root = toml::parse(text, file);

@@ -112,6 +112,21 @@ TEST(ConfigLimits, NulByteIsRefusedBeforeTheTomlParser) {
   EXPECT_EQ(config_error_of(std::string("\0", 1)), "mailer.toml:1:1: invalid TOML: NUL byte");
 }
 
+TEST(ConfigLimits, TableHeaderWithoutKeyIsRefusedBeforeTheTomlParser) {
+  // Found by the configuration fuzzer: the TOML parser asserts that a key
+  // follows "[" or "[[" instead of reporting it.
+  EXPECT_EQ(config_error_of("[sender]\n[[/dev/zero\"\n"),
+            "mailer.toml:2: invalid TOML: a table header must start with a key");
+  EXPECT_EQ(config_error_of("[ /x]\n"),
+            "mailer.toml:1: invalid TOML: a table header must start with a key");
+  // A '[' that starts a line inside a string or an array is no header.
+  const Config c = parse_config(
+      "[sender]\nhelo_name = \"\"\"\n[/x\"\"\"\n[doctor]\nip_blocklists = [\n\"a\",\n]\n",
+      "mailer.toml");
+  EXPECT_EQ(c.sender.helo_name, "[/x");
+  EXPECT_EQ(c.doctor.ip_blocklists, std::vector<std::string>{"a"});
+}
+
 TEST(ConfigLimits, MalformedDatabaseUrlIsRefusedWithoutItsPassword) {
   for (const std::string url :
        {"postgresql://u:Secret@[::1/db", "postgresql://u:Sec%zzret@localhost/db",

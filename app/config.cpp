@@ -221,12 +221,14 @@ bool is_key_start(char c) {
          c == '-' || c == '"' || c == '\'';
 }
 
-// A table header ("[" or "[[" where a line starts outside any value) must
-// open with a key. toml++ 3.3 asserts this instead of reporting it (an
-// assumption the optimiser may rely on in release builds), so such text is
-// refused here. A small scanner skips strings, comments, arrays and inline
-// tables, where a '[' at the start of a line is not a header.
-void reject_headers_without_key(const std::string& text, const std::string& file) {
+// Refuses two kinds of invalid TOML that toml++ 3.3 does not report but
+// asserts away (assumptions the optimiser may rely on in release builds):
+// a table header ("[" or "[[" where a line starts outside any value) that
+// does not open with a key, and a non-ASCII character outside strings and
+// comments (TOML 1.0 allows none there; the parser's Unicode whitespace test
+// reaches an unreachable branch for some). A small scanner skips strings,
+// comments, arrays and inline tables.
+void reject_what_the_parser_asserts(const std::string& text, const std::string& file) {
   std::size_t depth = 0;  // open arrays and inline tables
   std::size_t line = 1;
   bool line_start = true;
@@ -238,6 +240,10 @@ void reject_headers_without_key(const std::string& text, const std::string& file
       continue;
     }
     if (c == ' ' || c == '\t' || c == '\r') continue;
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      throw UsageError(fmt::format(
+          "{}:{}: invalid TOML: a non-ASCII character outside a string or comment", file, line));
+    }
     const bool header = line_start && depth == 0 && c == '[';
     line_start = false;
     if (header) {
@@ -277,7 +283,7 @@ void reject_headers_without_key(const std::string& text, const std::string& file
 
 Config parse_config(const std::string& text, const std::string& file) {
   reject_nul_bytes(text, file);
-  reject_headers_without_key(text, file);
+  reject_what_the_parser_asserts(text, file);
   toml::table root;
   try {
     root = toml::parse(text, file);

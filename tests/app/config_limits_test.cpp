@@ -112,13 +112,20 @@ TEST(ConfigLimits, NulByteIsRefusedBeforeTheTomlParser) {
   EXPECT_EQ(config_error_of(std::string("\0", 1)), "mailer.toml:1:1: invalid TOML: NUL byte");
 }
 
-TEST(ConfigLimits, TableHeaderWithoutKeyIsRefusedBeforeTheTomlParser) {
+TEST(ConfigLimits, TextTheTomlParserAssertsOnIsRefusedBeforeIt) {
   // Found by the configuration fuzzer: the TOML parser asserts that a key
   // follows "[" or "[[" instead of reporting it.
   EXPECT_EQ(config_error_of("[sender]\n[[/dev/zero\"\n"),
             "mailer.toml:2: invalid TOML: a table header must start with a key");
   EXPECT_EQ(config_error_of("[ /x]\n"),
             "mailer.toml:1: invalid TOML: a table header must start with a key");
+  // U+021B where whitespace may be: the parser's Unicode whitespace test
+  // reached an unreachable branch.
+  EXPECT_EQ(config_error_of("x = 1\n\xc8\x9b/\n"),
+            "mailer.toml:2: invalid TOML: a non-ASCII character outside a string or comment");
+  EXPECT_EQ(parse_config("[sender] # \xc3\xa9\nhelo_name = \"\xc3\xa9\"\n", "mailer.toml")
+                .sender.helo_name,
+            "\xc3\xa9");
   // A '[' that starts a line inside a string or an array is no header.
   const Config c = parse_config(
       "[sender]\nhelo_name = \"\"\"\n[/x\"\"\"\n[doctor]\nip_blocklists = [\n\"a\",\n]\n",

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <string_view>
+#include <vector>
 
 #include "app/bounded_file.h"
 #include "app/config_reader.h"
@@ -214,76 +216,121 @@ void reject_nul_bytes(const std::string& text, const std::string& file) {
   throw UsageError(fmt::format("{}:{}:{}: invalid TOML: NUL byte", file, line, column));
 }
 
-}  // namespace
+// Refuses invalid TOML that toml++ 3.3 does not report but asserts away
+// (assumptions the optimiser may rely on in release builds): a table header
+// ("[" or "[[" where a line starts outside any value) that does not open with
+// a key, and non-ASCII characters where the parser tests them for Unicode
+// whitespace, a test that reaches an unreachable branch for many (U+00E9
+// among them): outside strings and comments (TOML 1.0 allows none there), in
+// quoted keys, and after a backslash in multi-line basic strings. A small
+// scanner follows strings, comments, arrays, inline tables and headers; string
+// values and comments keep any UTF-8.
+class TomlPrescan {
+ public:
+  TomlPrescan(const std::string& text, const std::string& file) : text_(text), file_(file) {}
 
-bool is_key_start(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '-' || c == '"' || c == '\'';
-}
-
-// Refuses two kinds of invalid TOML that toml++ 3.3 does not report but
-// asserts away (assumptions the optimiser may rely on in release builds):
-// a table header ("[" or "[[" where a line starts outside any value) that
-// does not open with a key, and a non-ASCII character outside strings and
-// comments (TOML 1.0 allows none there; the parser's Unicode whitespace test
-// reaches an unreachable branch for some). A small scanner skips strings,
-// comments, arrays and inline tables.
-void reject_what_the_parser_asserts(const std::string& text, const std::string& file) {
-  std::size_t depth = 0;  // open arrays and inline tables
-  std::size_t line = 1;
-  bool line_start = true;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '\n') {
-      ++line;
-      line_start = true;
-      continue;
-    }
-    if (c == ' ' || c == '\t' || c == '\r') continue;
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      throw UsageError(fmt::format(
-          "{}:{}: invalid TOML: a non-ASCII character outside a string or comment", file, line));
-    }
-    const bool header = line_start && depth == 0 && c == '[';
-    line_start = false;
-    if (header) {
-      std::size_t j = i + 1;
-      if (j < text.size() && text[j] == '[') ++j;
-      while (j < text.size() && (text[j] == ' ' || text[j] == '\t')) ++j;
-      if (j >= text.size() || !is_key_start(text[j])) {
-        throw UsageError(
-            fmt::format("{}:{}: invalid TOML: a table header must start with a key", file, line));
+  void run() {
+    for (i_ = 0; i_ < text_.size(); ++i_) {
+      const char c = text_[i_];
+      if (c == '\n') {
+        ++line_;
+        line_start_ = true;
+        continue;
       }
-      // The rest of the header line holds no value.
-      while (i < text.size() && text[i] != '\n') ++i;
-      --i;
-      continue;
-    }
-    if (c == '#') {
-      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
-    } else if (c == '"' || c == '\'') {
-      // Strings, multi-line ones included; basic strings have escapes.
-      const bool multi = text.compare(i, 3, std::string(3, c)) == 0;
-      const std::string close = multi ? std::string(3, c) : std::string(1, c);
-      std::size_t j = i + close.size();
-      while (j < text.size() && text.compare(j, close.size(), close) != 0) {
-        if (!multi && text[j] == '\n') break;
-        if (text[j] == '\n') ++line;
-        j += (c == '"' && text[j] == '\\') ? 2 : 1;
+      if (c == ' ' || c == '\t' || c == '\r') continue;
+      if (non_ascii(c)) fail("a non-ASCII character outside a string or comment");
+      const bool header = line_start_ && stack_.empty() && c == '[';
+      line_start_ = false;
+      if (header) {
+        std::size_t j = i_ + 1;
+        if (j < text_.size() && text_[j] == '[') ++j;
+        while (j < text_.size() && (text_[j] == ' ' || text_[j] == '\t')) ++j;
+        if (j >= text_.size() || !is_key_start(text_[j])) {
+          fail("a table header must start with a key");
+        }
+        for (std::size_t k = i_; k < j; ++k) {
+          if (text_[k] == '[') stack_.push_back('h');
+        }
+        i_ = j - 1;
+        prev_ = '[';
+        continue;
       }
-      i = std::min(j + close.size(), text.size()) - 1;
-      if (i < text.size() && text[i] == '\n') --i;
-    } else if (c == '[' || c == '{') {
-      ++depth;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
+      if (c == '#') {
+        while (i_ + 1 < text_.size() && text_[i_ + 1] != '\n') ++i_;
+        continue;
+      }
+      if (c == '"' || c == '\'') {
+        string(c);
+      } else if (c == '[' || c == '{') {
+        stack_.push_back(c);
+      } else if ((c == ']' || c == '}') && !stack_.empty()) {
+        stack_.pop_back();
+      }
+      prev_ = c;
     }
   }
-}
+
+ private:
+  static bool non_ascii(char c) { return static_cast<unsigned char>(c) >= 0x80; }
+  static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+  static bool is_key_start(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '"' || c == '\'';
+  }
+
+  [[noreturn]] void fail(std::string_view what) const {
+    throw UsageError(fmt::format("{}:{}: invalid TOML: {}", file_, line_, what));
+  }
+
+  // A string starting at i_ with `quote`; leaves i_ on its last character.
+  void string(char quote) {
+    const bool value =
+        prev_ == '=' || (!stack_.empty() && stack_.back() == '[' && (prev_ == '[' || prev_ == ','));
+    const bool multi = text_.compare(i_, 3, std::string(3, quote)) == 0;
+    const std::string close(multi ? 3 : 1, quote);
+    std::size_t j = i_ + close.size();
+    while (j < text_.size() && text_.compare(j, close.size(), close) != 0) {
+      const char c = text_[j];
+      if (!multi && c == '\n') break;
+      if (c == '\n') ++line_;
+      if (!value && non_ascii(c)) fail("a non-ASCII character in a quoted key");
+      if (quote == '"' && c == '\\') {
+        ++j;
+        if (j >= text_.size()) break;
+        if ((multi || !value) && non_ascii(text_[j])) fail("a non-ASCII character after '\\'");
+        if (multi && is_blank(text_[j])) {
+          // A line-ending backslash and the blank that follows it.
+          while (j < text_.size() && is_blank(text_[j])) {
+            if (text_[j] == '\n') ++line_;
+            ++j;
+          }
+          if (j < text_.size() && non_ascii(text_[j])) fail("a non-ASCII character after '\\'");
+          continue;
+        }
+      }
+      ++j;
+    }
+    i_ =
+        j < text_.size() && text_[j] == '\n' ? j - 1 : std::min(j + close.size(), text_.size()) - 1;
+  }
+
+  const std::string& text_;
+  const std::string& file_;
+  std::size_t i_ = 0;
+  std::size_t line_ = 1;
+  bool line_start_ = true;
+  // Last character outside strings and comments that is not blank.
+  char prev_ = '\n';
+  // Open brackets: '[' array, '{' inline table, 'h' table header.
+  std::vector<char> stack_;
+};
+
+}  // namespace
 
 Config parse_config(const std::string& text, const std::string& file) {
   reject_nul_bytes(text, file);
-  reject_what_the_parser_asserts(text, file);
+  TomlPrescan(text, file).run();
   toml::table root;
   try {
     root = toml::parse(text, file);

@@ -126,6 +126,15 @@ TEST(ConfigLimits, TextTheTomlParserAssertsOnIsRefusedBeforeIt) {
   EXPECT_EQ(parse_config("[sender] # \xc3\xa9\nhelo_name = \"\xc3\xa9\"\n", "mailer.toml")
                 .sender.helo_name,
             "\xc3\xa9");
+  EXPECT_EQ(config_error_of("[i\xc3\xa9]\n"),
+            "mailer.toml:1: invalid TOML: a non-ASCII character outside a string or comment");
+  EXPECT_EQ(config_error_of("[\"\xc3\xa9\"]\n"),
+            "mailer.toml:1: invalid TOML: a non-ASCII character in a quoted key");
+  EXPECT_EQ(config_error_of("[sender]\nhelo_name = \"\"\"a\\\n  \xc3\xa9\"\"\"\n"),
+            "mailer.toml:3: invalid TOML: a non-ASCII character after '\\'");
+  EXPECT_EQ(parse_config("[doctor]\nip_blocklists = [\"\xc3\xa9\", \"b\xc3\xa9\"]\n", "m.toml")
+                .doctor.ip_blocklists.size(),
+            2u);
   // A '[' that starts a line inside a string or an array is no header.
   const Config c = parse_config(
       "[sender]\nhelo_name = \"\"\"\n[/x\"\"\"\n[doctor]\nip_blocklists = [\n\"a\",\n]\n",

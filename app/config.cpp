@@ -240,6 +240,10 @@ class TomlPrescan {
       if (c == ' ' || c == '\t' || c == '\r') continue;
       if (non_ascii(c)) fail("a non-ASCII character outside a string or comment");
       const bool header = line_start_ && stack_.empty() && c == '[';
+      // A quote opens a string only where a key or value starts; inside a
+      // bare token the parser reads it as part of the token.
+      const bool token_start = line_start_ || prev_ == '=' || prev_ == '[' || prev_ == ',' ||
+                               prev_ == '{' || prev_ == '.';
       line_start_ = false;
       if (header) {
         std::size_t j = i_ + 1;
@@ -259,7 +263,7 @@ class TomlPrescan {
         while (i_ + 1 < text_.size() && text_[i_ + 1] != '\n') ++i_;
         continue;
       }
-      if (c == '"' || c == '\'') {
+      if ((c == '"' || c == '\'') && token_start) {
         string(c);
       } else if (c == '[' || c == '{') {
         stack_.push_back(c);

@@ -263,14 +263,16 @@ class TomlPrescan {
         while (i_ + 1 < text_.size() && text_[i_ + 1] != '\n') ++i_;
         continue;
       }
-      if ((c == '"' || c == '\'') && token_start) {
+      // Brackets and quotes inside a bare token are the token's.
+      const bool opens = token_start && (c == '"' || c == '\'' || c == '[' || c == '{');
+      if (opens && (c == '"' || c == '\'')) {
         string(c);
-      } else if (c == '[' || c == '{') {
+      } else if (opens) {
         stack_.push_back(c);
       } else if ((c == ']' || c == '}') && !stack_.empty()) {
         stack_.pop_back();
       }
-      prev_ = c;
+      prev_ = (c == '[' || c == '{') && !opens ? 'x' : c;
     }
   }
 

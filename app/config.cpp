@@ -233,12 +233,19 @@ class TomlPrescan {
     for (i_ = 0; i_ < text_.size(); ++i_) {
       const char c = text_[i_];
       if (c == '\n') {
+        if (prev_ == '=') fail("expected a value after '='");
         ++line_;
         line_start_ = true;
         continue;
       }
       if (c == ' ' || c == '\t' || c == '\r') continue;
       if (non_ascii(c)) fail("a non-ASCII character outside a string or comment");
+      // Where a value must start, the parser asserts it does.
+      const bool in_array = !stack_.empty() && stack_.back() == '[';
+      if ((prev_ == '=' && (c == ',' || c == ']' || c == '}' || c == '#')) ||
+          (in_array && (prev_ == '[' || prev_ == ',') && (c == ',' || c == '}'))) {
+        fail("expected a value");
+      }
       const bool header = line_start_ && stack_.empty() && c == '[';
       // A quote opens a string only where a key or value starts; inside a
       // bare token the parser reads it as part of the token.
@@ -274,6 +281,7 @@ class TomlPrescan {
       }
       prev_ = (c == '[' || c == '{') && !opens ? 'x' : c;
     }
+    if (prev_ == '=') fail("expected a value after '='");
   }
 
  private:

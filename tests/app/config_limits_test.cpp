@@ -136,6 +136,10 @@ TEST(ConfigLimits, TextTheTomlParserAssertsOnIsRefusedBeforeIt) {
             "mailer.toml:2: invalid TOML: a non-ASCII character outside a string or comment");
   EXPECT_EQ(config_error_of("[sender]\nlanes = 4u[\"\"\"\xce\x8a\n"),
             "mailer.toml:2: invalid TOML: a non-ASCII character outside a string or comment");
+  EXPECT_EQ(config_error_of("[sender]\nlanes = [[ }\n"),
+            "mailer.toml:2: invalid TOML: expected a value");
+  EXPECT_EQ(config_error_of("[sender]\nlanes =\n"),
+            "mailer.toml:2: invalid TOML: expected a value after '='");
   EXPECT_EQ(parse_config("[doctor]\nip_blocklists = [\"\xc3\xa9\", \"b\xc3\xa9\"]\n", "m.toml")
                 .doctor.ip_blocklists.size(),
             2u);

@@ -62,16 +62,19 @@ int main(int argc, char** argv) {
     }
     return action();
   } catch (const UsageError& e) {
-    std::cerr << "mailer: " << e.what() << '\n';
+    std::cerr << "mailer: " << redact_secrets(e.what()) << '\n';
+    return kExitUsage;
+  } catch (const mailer::db::ConnectionStringError& e) {
+    std::cerr << "mailer: " << redact_secrets(e.what()) << '\n';
     return kExitUsage;
   } catch (const mailer::db::ConnectionError& e) {
-    std::cerr << "mailer: " << e.what() << '\n';
+    std::cerr << "mailer: " << redact_secrets(e.what()) << '\n';
     return kExitOperational;
   } catch (const OperationalError& e) {
-    std::cerr << "mailer: " << e.what() << '\n';
+    std::cerr << "mailer: " << redact_secrets(e.what()) << '\n';
     return kExitOperational;
   } catch (const std::exception& e) {
-    std::cerr << "mailer: " << e.what() << '\n';
+    std::cerr << "mailer: " << redact_secrets(e.what()) << '\n';
     return kExitOperational;
   }
 }

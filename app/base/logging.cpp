@@ -5,20 +5,54 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <regex>
+#include <string_view>
 
 #include "app/base/errors.h"
+#include "app/db/database.h"
 
 namespace mailer::app {
 namespace {
 
-// %* in a pattern: the message as a JSON string body (quotes, backslashes and
-// control characters escaped), so a log line is always one valid JSON object.
+// Whether `text` may hold a connection string with a password: redaction
+// runs a regular expression, so plain messages skip it.
+bool may_hold_secret(std::string_view text) {
+  if (text.find("://") != std::string_view::npos) return true;
+  for (std::size_t i = 0; i + 8 <= text.size(); ++i) {
+    if ((text[i] | 0x20) == 'p' && (text[i + 1] | 0x20) == 'a' && (text[i + 2] | 0x20) == 's' &&
+        (text[i + 3] | 0x20) == 's' && (text[i + 4] | 0x20) == 'w' && (text[i + 5] | 0x20) == 'o' &&
+        (text[i + 6] | 0x20) == 'r' && (text[i + 7] | 0x20) == 'd') {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string redacted_payload(const spdlog::details::log_msg& msg) {
+  const std::string_view payload(msg.payload.data(), msg.payload.size());
+  return may_hold_secret(payload) ? db::redact_conninfo(payload) : std::string(payload);
+}
+
+// %& in a pattern: the message with secrets redacted.
+class RedactedMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    const std::string text = redacted_payload(msg);
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<RedactedMessage>();
+  }
+};
+
+// %* in a pattern: the redacted message as a JSON string body (quotes,
+// backslashes and control characters escaped), so a log line is always one
+// valid JSON object.
 class JsonEscapedMessage : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
-    for (char c : msg.payload) {
+    for (char c : redacted_payload(msg)) {
       switch (c) {
         case '"':
           dest.append(std::string_view("\\\""));
@@ -64,7 +98,9 @@ void setup_logging(const std::string& level, const std::string& format) {
         R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%*"})");
     logger->set_formatter(std::move(f));
   } else if (format == "text") {
-    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<RedactedMessage>('&').set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %&");
+    logger->set_formatter(std::move(f));
   } else {
     throw UsageError(fmt::format("--log-format: expected text or json, got \"{}\"", format));
   }
@@ -73,12 +109,7 @@ void setup_logging(const std::string& level, const std::string& format) {
 }
 
 std::string redact_secrets(const std::string& text) {
-  // URL userinfo password, and libpq/connection-string style password=...
-  static const std::regex url_password(R"(([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@/\s]*@)");
-  static const std::regex kv_password(R"((password\s*=\s*)('[^']*'|\S+))", std::regex::icase);
-  std::string out = std::regex_replace(text, url_password, "$1:***@");
-  out = std::regex_replace(out, kv_password, "$1***");
-  return out;
+  return db::redact_conninfo(text);
 }
 
 }  // namespace mailer::app

@@ -11,7 +11,8 @@ namespace mailer::app {
 void setup_logging(const std::string& level, const std::string& format);
 
 // A database URL or libpq key=value string with any password replaced by
-// "***" (postgresql://u:secret@h/db -> postgresql://u:***@h/db).
+// "***" (postgresql://u:secret@h/db -> postgresql://u:***@h/db). Every log
+// line and every error main() prints goes through it.
 std::string redact_secrets(const std::string& text);
 
 }  // namespace mailer::app

@@ -14,8 +14,9 @@
 #include <memory>
 #include <sstream>
 
-#include "app/cli/commands.h"
+#include "app/base/bounded_file.h"
 #include "app/base/errors.h"
+#include "app/cli/commands.h"
 #include "app/cli/import_mx_lookup.h"
 #include "app/db/list_import_store.h"
 #include "lists/list_importer.h"
@@ -38,13 +39,11 @@ struct ImportCliOptions {
 };
 
 std::string read_table(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw UsageError(fmt::format("{}: cannot read {} file: {}", path, what, std::strerror(errno)));
+  try {
+    return read_bounded_file(path, kMaxTableFileBytes);
+  } catch (const FileReadError& e) {
+    throw UsageError(fmt::format("{}: cannot read {} file: {}", path, what, e.reason()));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 lists::HygieneSources hygiene_sources(const ImportSettings& s) {

@@ -35,8 +35,7 @@ th::SimulatedProvider read_provider(ConfigReader r) {
   p.capacity = r.get_number("capacity", -1);
   if (p.capacity < 0) r.fail("capacity", "is required and must be >= 0");
   p.latency = r.get_duration("latency", std::chrono::duration_cast<Duration>(p.latency));
-  p.backlog = r.get_integer("backlog", 0);
-  if (p.backlog < 0) r.fail("backlog", "must not be negative");
+  p.backlog = r.get_integer("backlog", 0, 0, 1'000'000'000);
   std::string reply = r.get_string("reply", "");
   if (!reply.empty()) {
     th::ProviderProfile profile = th::provider_profile_for(p.name);

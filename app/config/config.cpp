@@ -4,32 +4,60 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <string_view>
+#include <vector>
 
+#include "app/base/bounded_file.h"
 #include "app/base/errors.h"
 #include "app/config/config_reader.h"
+#include "app/db/database.h"
+#include "throttle/duration.h"
 
 namespace mailer::app {
 namespace {
 
 constexpr const char* kRouteNames[] = {"gmail", "outlook", "yahoo", "other"};
 
+// Bounds of keys whose values feed time arithmetic or loops. A wait shorter
+// than kMinReconnectWait would turn reconnection into a busy loop; the upper
+// bounds are far beyond sensible values but keep "now + value" and backoff
+// doublings in range (the general cap is kMaxConfigDuration).
+constexpr Duration kMinReconnectWait = std::chrono::milliseconds(10);
+constexpr Duration kMaxReconnectWait = std::chrono::hours(1);
+// A lease is renewed while its worker lives; it only says how soon a dead
+// worker's deliveries return, and a day is already a long outage.
+constexpr Duration kMaxLease = std::chrono::hours(24);
+// Periodic work (scheduler tick, history samples) that runs less often than
+// hourly would look stalled.
+constexpr Duration kMaxTick = std::chrono::hours(1);
+constexpr Duration kMaxSmtpTimeout = std::chrono::hours(1);
+constexpr Duration kMaxDnsTimeout = std::chrono::minutes(1);
+constexpr Duration kMaxLookahead = std::chrono::minutes(10);
+
 void check_route(ConfigReader& r, const std::string& key, const std::string& value) {
   if (value == "mx" || value.rfind("smtp://", 0) == 0 || value.rfind("smtps://", 0) == 0) return;
-  r.fail(key,
-         fmt::format("expected \"mx\", \"smtp://host:port\" or \"smtps://host:port\", got \"{}\"",
-                     value));
+  r.fail(key, fmt::format("expected \"mx\", \"smtp://host:port\" or \"smtps://host:port\", got {}",
+                          quote_value(value)));
 }
 
 void read_database(ConfigReader r, DatabaseSettings& d) {
   d.url = r.get_string("url", d.url);
-  d.reconnect_min = r.get_duration("reconnect_min", d.reconnect_min);
-  d.reconnect_max = r.get_duration("reconnect_max", d.reconnect_max);
+  if (auto error = db::conninfo_syntax_error(d.url); error && !d.url.empty()) {
+    r.fail("url", "invalid database URL: " + elide_text(*error));
+  }
+  d.reconnect_min = r.get_duration("reconnect_min", d.reconnect_min, kMaxReconnectWait);
+  d.reconnect_max = r.get_duration("reconnect_max", d.reconnect_max, kMaxReconnectWait);
+  if (d.reconnect_min < kMinReconnectWait) {
+    r.fail("reconnect_min",
+           fmt::format("must be at least {}", throttle::format_duration(kMinReconnectWait)));
+  }
+  if (d.reconnect_max < d.reconnect_min) {
+    r.fail("reconnect_max", fmt::format("must be at least reconnect_min ({})",
+                                        throttle::format_duration(d.reconnect_min)));
+  }
   r.reject_unknown();
 }
 
@@ -44,8 +72,8 @@ void read_sender(ConfigReader r, SenderSettings& s) {
     unsigned char buf[sizeof(in6_addr)];
     if (::inet_pton(AF_INET, s.source_address.c_str(), buf) != 1 &&
         ::inet_pton(AF_INET6, s.source_address.c_str(), buf) != 1) {
-      r.fail("source_address",
-             fmt::format("expected an IPv4 or IPv6 address, got \"{}\"", s.source_address));
+      r.fail("source_address", fmt::format("expected an IPv4 or IPv6 address, got {}",
+                                           quote_value(s.source_address)));
     }
   }
   s.starttls = r.get_choice("starttls", s.starttls, {"opportunistic", "required", "none"});
@@ -57,38 +85,34 @@ void read_sender(ConfigReader r, SenderSettings& s) {
   }
   s.verp_domain = r.get_string("verp_domain", s.verp_domain);
   if (s.verp_domain.find_first_of(" @<>\r\n") != std::string::npos) {
-    r.fail("verp_domain", fmt::format("expected a domain name, got \"{}\"", s.verp_domain));
+    r.fail("verp_domain",
+           fmt::format("expected a domain name, got {}", quote_value(s.verp_domain)));
   }
   s.feedback_id = r.get_string("feedback_id", s.feedback_id);
   if (s.feedback_id.empty()) r.fail("feedback_id", "must not be empty");
   s.message_id_domain = r.get_string("message_id_domain", s.message_id_domain);
   if (s.message_id_domain.find_first_of(" @<>\r\n") != std::string::npos) {
     r.fail("message_id_domain",
-           fmt::format("expected a domain name, got \"{}\"", s.message_id_domain));
+           fmt::format("expected a domain name, got {}", quote_value(s.message_id_domain)));
   }
-  s.connect_timeout = r.get_duration("connect_timeout", s.connect_timeout);
-  s.reply_timeout = r.get_duration("reply_timeout", s.reply_timeout);
-  s.transaction_timeout = r.get_duration("transaction_timeout", s.transaction_timeout);
+  s.connect_timeout = r.get_duration("connect_timeout", s.connect_timeout, kMaxSmtpTimeout);
+  s.reply_timeout = r.get_duration("reply_timeout", s.reply_timeout, kMaxSmtpTimeout);
+  s.transaction_timeout =
+      r.get_duration("transaction_timeout", s.transaction_timeout, kMaxSmtpTimeout);
   for (auto [key, value] : {std::pair{"connect_timeout", s.connect_timeout},
                             std::pair{"reply_timeout", s.reply_timeout},
                             std::pair{"transaction_timeout", s.transaction_timeout}}) {
     if (value < std::chrono::seconds(1)) r.fail(key, "must be at least 1s");
   }
-  const long long lanes = r.get_integer("lanes", s.lanes);
-  if (lanes < 1 || lanes > 256)
-    r.fail("lanes", fmt::format("must be between 1 and 256, got {}", lanes));
-  s.lanes = static_cast<int>(lanes);
+  s.lanes = r.get_int("lanes", s.lanes, 1, 256);
   s.dns_server = r.get_string("dns_server", s.dns_server);
   if (!s.dns_server.empty() && s.dns_server.find_first_of(" ,") != std::string::npos) {
-    r.fail("dns_server", fmt::format("expected one HOST:PORT, got \"{}\"", s.dns_server));
+    r.fail("dns_server", fmt::format("expected one HOST:PORT, got {}", quote_value(s.dns_server)));
   }
-  const long long mx_port = r.get_integer("mx_port", s.mx_port);
-  if (mx_port < 1 || mx_port > 65535)
-    r.fail("mx_port", fmt::format("must be a port number, got {}", mx_port));
-  s.mx_port = static_cast<int>(mx_port);
-  s.lookahead = r.get_duration("lookahead", s.lookahead);
+  s.mx_port = r.get_int("mx_port", s.mx_port, 1, 65535);
+  s.lookahead = r.get_duration("lookahead", s.lookahead, kMaxLookahead);
   if (s.lookahead < std::chrono::milliseconds(100)) r.fail("lookahead", "must be at least 100ms");
-  s.history_interval = r.get_duration("history_interval", s.history_interval);
+  s.history_interval = r.get_duration("history_interval", s.history_interval, kMaxTick);
   if (s.history_interval < std::chrono::seconds(1))
     r.fail("history_interval", "must be at least 1s");
   r.reject_unknown();
@@ -124,7 +148,7 @@ void read_unsubscribe(ConfigReader r, UnsubscribeSettings& u) {
   u.secret_file = r.get_string("secret_file", u.secret_file);
   if (!u.base_url.empty() && u.base_url.rfind("https://", 0) != 0 &&
       u.base_url.rfind("http://", 0) != 0) {
-    r.fail("base_url", fmt::format("expected an http(s):// URL, got \"{}\"", u.base_url));
+    r.fail("base_url", fmt::format("expected an http(s):// URL, got {}", quote_value(u.base_url)));
   }
   r.reject_unknown();
 }
@@ -138,26 +162,14 @@ void read_import(ConfigReader r, ImportSettings& s) {
   s.disposable_domains_file = r.get_string("disposable_domains_file", s.disposable_domains_file);
   s.typo_domains_file = r.get_string("typo_domains_file", s.typo_domains_file);
   s.dns_server = r.get_string("dns_server", s.dns_server);
-  const long long concurrency = r.get_integer("mx_concurrency", s.mx_concurrency);
-  if (concurrency < 1 || concurrency > 10000) {
-    r.fail("mx_concurrency", fmt::format("must be between 1 and 10000, got {}", concurrency));
-  }
-  s.mx_concurrency = static_cast<int>(concurrency);
-  s.mx_timeout = r.get_duration("mx_timeout", s.mx_timeout);
+  s.mx_concurrency = r.get_int("mx_concurrency", s.mx_concurrency, 1, 10000);
+  s.mx_timeout = r.get_duration("mx_timeout", s.mx_timeout, kMaxDnsTimeout);
   if (s.mx_timeout <= Duration::zero()) r.fail("mx_timeout", "must be positive");
   s.mx_cache_ttl_min = r.get_duration("mx_cache_ttl_min", s.mx_cache_ttl_min);
-  const long long chunk = r.get_integer("chunk_rows", s.chunk_rows);
-  if (chunk < 1 || chunk > 1000000) {
-    r.fail("chunk_rows", fmt::format("must be between 1 and 1000000, got {}", chunk));
-  }
-  s.chunk_rows = static_cast<int>(chunk);
-  const long long field = r.get_integer("max_field_bytes", s.max_field_bytes);
-  if (field < 256 || field > 1048576) {
-    r.fail("max_field_bytes", fmt::format("must be between 256 and 1048576, got {}", field));
-  }
-  s.max_field_bytes = static_cast<int>(field);
+  s.chunk_rows = r.get_int("chunk_rows", s.chunk_rows, 1, 1000000);
+  s.max_field_bytes = r.get_int("max_field_bytes", s.max_field_bytes, 256, 1048576);
   if (!s.dns_server.empty() && s.dns_server.find_first_of(" ,") != std::string::npos) {
-    r.fail("dns_server", fmt::format("expected one HOST:PORT, got \"{}\"", s.dns_server));
+    r.fail("dns_server", fmt::format("expected one HOST:PORT, got {}", quote_value(s.dns_server)));
   }
   r.reject_unknown();
 }
@@ -165,7 +177,7 @@ void read_import(ConfigReader r, ImportSettings& s) {
 void read_http(ConfigReader r, HttpSettings& h) {
   h.listen = r.get_string("listen", h.listen);
   if (h.listen.find(':') == std::string::npos) {
-    r.fail("listen", fmt::format("expected ADDRESS:PORT, got \"{}\"", h.listen));
+    r.fail("listen", fmt::format("expected ADDRESS:PORT, got {}", quote_value(h.listen)));
   }
   r.reject_unknown();
 }
@@ -177,21 +189,13 @@ void read_doctor(ConfigReader r, DoctorSettings& d) {
   r.reject_unknown();
 }
 
-// An integer key of [worker] within [lo, hi].
-int worker_integer(ConfigReader& r, std::string_view key, int fallback, long long lo,
-                   long long hi) {
-  const long long v = r.get_integer(key, fallback);
-  if (v < lo || v > hi) r.fail(key, fmt::format("must be between {} and {}, got {}", lo, hi, v));
-  return static_cast<int>(v);
-}
-
 void read_worker(ConfigReader r, WorkerSettings& w) {
-  w.lease = r.get_duration("lease", w.lease);
-  w.claim_batch = worker_integer(r, "claim_batch", w.claim_batch, 1, 100000);
-  w.max_leased = worker_integer(r, "max_leased", w.max_leased, 1, 10000000);
+  w.lease = r.get_duration("lease", w.lease, kMaxLease);
+  w.claim_batch = r.get_int("claim_batch", w.claim_batch, 1, 100000);
+  w.max_leased = r.get_int("max_leased", w.max_leased, 1, 10000000);
   w.flush_interval = r.get_duration("flush_interval", w.flush_interval);
-  w.flush_batch = worker_integer(r, "flush_batch", w.flush_batch, 1, 100000);
-  w.tick = r.get_duration("tick", w.tick);
+  w.flush_batch = r.get_int("flush_batch", w.flush_batch, 1, 100000);
+  w.tick = r.get_duration("tick", w.tick, kMaxTick);
   w.past_due_warning = r.get_duration("past_due_warning", w.past_due_warning);
   if (w.lease < std::chrono::seconds(1)) r.fail("lease", "must be at least 1s");
   if (w.max_leased < w.claim_batch) r.fail("max_leased", "must be at least claim_batch");
@@ -201,15 +205,152 @@ void read_worker(ConfigReader r, WorkerSettings& w) {
   r.reject_unknown();
 }
 
+// TOML allows no NUL byte anywhere; refusing it here keeps such text away
+// from the parser, which asserts on it in some positions.
+void reject_nul_bytes(const std::string& text, const std::string& file) {
+  const std::size_t at = text.find('\0');
+  if (at == std::string::npos) return;
+  const std::size_t line_start = text.rfind('\n', at);
+  const std::size_t line = 1 + std::count(text.begin(), text.begin() + at, '\n');
+  const std::size_t column = line_start == std::string::npos ? at + 1 : at - line_start;
+  throw UsageError(fmt::format("{}:{}:{}: invalid TOML: NUL byte", file, line, column));
+}
+
+// Refuses invalid TOML that toml++ 3.3 does not report but asserts away
+// (assumptions the optimiser may rely on in release builds): a table header
+// ("[" or "[[" where a line starts outside any value) that does not open with
+// a key, and non-ASCII characters where the parser tests them for Unicode
+// whitespace, a test that reaches an unreachable branch for many (U+00E9
+// among them): outside strings and comments (TOML 1.0 allows none there), in
+// quoted keys, and after a backslash in multi-line basic strings. A small
+// scanner follows strings, comments, arrays, inline tables and headers; string
+// values and comments keep any UTF-8.
+class TomlPrescan {
+ public:
+  TomlPrescan(const std::string& text, const std::string& file) : text_(text), file_(file) {}
+
+  void run() {
+    for (i_ = 0; i_ < text_.size(); ++i_) {
+      const char c = text_[i_];
+      if (c == '\n') {
+        if (prev_ == '=') fail("expected a value after '='");
+        ++line_;
+        line_start_ = true;
+        continue;
+      }
+      if (c == ' ' || c == '\t' || c == '\r') continue;
+      if (non_ascii(c)) fail("a non-ASCII character outside a string or comment");
+      // Where a value must start, the parser asserts it does.
+      const bool in_array = !stack_.empty() && stack_.back() == '[';
+      if ((prev_ == '=' && (c == ',' || c == ']' || c == '}' || c == '#')) ||
+          (in_array && (prev_ == '[' || prev_ == ',') && (c == ',' || c == '}'))) {
+        fail("expected a value");
+      }
+      const bool header = line_start_ && stack_.empty() && c == '[';
+      // A quote opens a string only where a key or value starts; inside a
+      // bare token the parser reads it as part of the token.
+      const bool token_start = line_start_ || prev_ == '=' || prev_ == '[' || prev_ == ',' ||
+                               prev_ == '{' || prev_ == '.';
+      line_start_ = false;
+      if (header) {
+        std::size_t j = i_ + 1;
+        if (j < text_.size() && text_[j] == '[') ++j;
+        while (j < text_.size() && (text_[j] == ' ' || text_[j] == '\t')) ++j;
+        if (j >= text_.size() || !is_key_start(text_[j])) {
+          fail("a table header must start with a key");
+        }
+        for (std::size_t k = i_; k < j; ++k) {
+          if (text_[k] == '[') stack_.push_back('h');
+        }
+        i_ = j - 1;
+        prev_ = '[';
+        continue;
+      }
+      if (c == '#') {
+        while (i_ + 1 < text_.size() && text_[i_ + 1] != '\n') ++i_;
+        continue;
+      }
+      // Brackets and quotes inside a bare token are the token's.
+      const bool opens = token_start && (c == '"' || c == '\'' || c == '[' || c == '{');
+      if (opens && (c == '"' || c == '\'')) {
+        string(c);
+      } else if (opens) {
+        stack_.push_back(c);
+      } else if ((c == ']' || c == '}') && !stack_.empty()) {
+        stack_.pop_back();
+      }
+      prev_ = (c == '[' || c == '{') && !opens ? 'x' : c;
+    }
+    if (prev_ == '=') fail("expected a value after '='");
+  }
+
+ private:
+  static bool non_ascii(char c) { return static_cast<unsigned char>(c) >= 0x80; }
+  static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+  static bool is_key_start(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '"' || c == '\'';
+  }
+
+  [[noreturn]] void fail(std::string_view what) const {
+    throw UsageError(fmt::format("{}:{}: invalid TOML: {}", file_, line_, what));
+  }
+
+  // A string starting at i_ with `quote`; leaves i_ on its last character.
+  void string(char quote) {
+    const bool value =
+        prev_ == '=' || (!stack_.empty() && stack_.back() == '[' && (prev_ == '[' || prev_ == ','));
+    const bool multi = text_.compare(i_, 3, std::string(3, quote)) == 0;
+    const std::string close(multi ? 3 : 1, quote);
+    std::size_t j = i_ + close.size();
+    while (j < text_.size() && text_.compare(j, close.size(), close) != 0) {
+      const char c = text_[j];
+      if (!multi && c == '\n') break;
+      if (c == '\n') ++line_;
+      if (!value && non_ascii(c)) fail("a non-ASCII character in a quoted key");
+      if (quote == '"' && c == '\\') {
+        ++j;
+        if (j >= text_.size()) break;
+        if ((multi || !value) && non_ascii(text_[j])) fail("a non-ASCII character after '\\'");
+        if (multi && is_blank(text_[j])) {
+          // A line-ending backslash and the blank that follows it.
+          while (j < text_.size() && is_blank(text_[j])) {
+            if (text_[j] == '\n') ++line_;
+            ++j;
+          }
+          if (j < text_.size() && non_ascii(text_[j])) fail("a non-ASCII character after '\\'");
+          continue;
+        }
+      }
+      ++j;
+    }
+    i_ =
+        j < text_.size() && text_[j] == '\n' ? j - 1 : std::min(j + close.size(), text_.size()) - 1;
+  }
+
+  const std::string& text_;
+  const std::string& file_;
+  std::size_t i_ = 0;
+  std::size_t line_ = 1;
+  bool line_start_ = true;
+  // Last character outside strings and comments that is not blank.
+  char prev_ = '\n';
+  // Open brackets: '[' array, '{' inline table, 'h' table header.
+  std::vector<char> stack_;
+};
+
 }  // namespace
 
 Config parse_config(const std::string& text, const std::string& file) {
+  reject_nul_bytes(text, file);
+  TomlPrescan(text, file).run();
   toml::table root;
   try {
     root = toml::parse(text, file);
   } catch (const toml::parse_error& e) {
     throw UsageError(fmt::format("{}:{}:{}: invalid TOML: {}", file, e.source().begin.line,
-                                 e.source().begin.column, e.description()));
+                                 e.source().begin.column, elide_text(e.description())));
   }
   Config c;
   c.source = file;
@@ -241,16 +382,18 @@ Config load_config(const std::string& explicit_path) {
   if (path.empty()) {
     c = parse_config("", "(built-in defaults)");
   } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      throw UsageError(
-          fmt::format("{}: cannot read configuration file: {}", path, std::strerror(errno)));
+    std::string text;
+    try {
+      text = read_bounded_file(path, kMaxConfigFileBytes);
+    } catch (const FileReadError& e) {
+      throw UsageError(fmt::format("{}: cannot read configuration file: {}", path, e.reason()));
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    c = parse_config(text.str(), path);
+    c = parse_config(text, path);
   }
   if (const char* url = std::getenv("MAILER_DATABASE_URL"); url != nullptr && *url != '\0') {
+    if (auto error = db::conninfo_syntax_error(url)) {
+      throw UsageError("$MAILER_DATABASE_URL: invalid database URL: " + elide_text(*error));
+    }
     c.database.url = url;
   }
   return c;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
+
 #include "app/base/errors.h"
 #include "throttle/duration.h"
 
@@ -30,6 +32,42 @@ std::string_view toml_type_name(const toml::node& node) {
   }
 }
 
+namespace {
+
+// `value` with control characters escaped (and quotes and backslashes when
+// `quoted`), cut after `max_bytes`, never inside a UTF-8 sequence.
+std::string bounded_text(std::string_view value, bool quoted, std::size_t max_bytes) {
+  std::string out = quoted ? "\"" : "";
+  std::size_t i = 0;
+  for (; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    // Continuation bytes are 10xxxxxx: cut only before a character's start.
+    if (i >= max_bytes && (c & 0xC0) != 0x80) break;
+    if (quoted && (c == '"' || c == '\\')) {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7F) {
+      out += fmt::format("\\x{:02x}", c);
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (i < value.size()) out += "\u2026";
+  if (quoted) out += '"';
+  if (i < value.size()) out += fmt::format(" ({} bytes)", value.size());
+  return out;
+}
+
+}  // namespace
+
+std::string quote_value(std::string_view value) {
+  return bounded_text(value, true, kMaxQuotedBytes);
+}
+
+std::string elide_text(std::string_view text, std::size_t max_bytes) {
+  return bounded_text(text, false, max_bytes);
+}
+
 ConfigReader::ConfigReader(const toml::table* table, std::string file, std::string path)
     : table_(table), file_(std::move(file)), path_(std::move(path)) {}
 
@@ -55,7 +93,7 @@ std::string ConfigReader::location(const toml::node* node) const {
 
 void ConfigReader::fail(std::string_view key, std::string_view what) const {
   const toml::node* node = table_ != nullptr ? table_->get(key) : nullptr;
-  throw UsageError(fmt::format("{}: key \"{}\": {}", location(node), full_key(key), what));
+  throw UsageError(fmt::format("{}: key {}: {}", location(node), quote_value(full_key(key)), what));
 }
 
 std::string ConfigReader::get_string(std::string_view key, std::string fallback) {
@@ -93,13 +131,21 @@ double ConfigReader::get_number(std::string_view key, double fallback) {
   fail(key, fmt::format("expected a number, got {}", toml_type_name(*node)));
 }
 
-long long ConfigReader::get_integer(std::string_view key, long long fallback) {
+long long ConfigReader::get_integer(std::string_view key, long long fallback, long long min,
+                                    long long max) {
   const toml::node* node = find(key);
   if (node == nullptr) return fallback;
   if (!node->is_integer()) {
     fail(key, fmt::format("expected an integer, got {}", toml_type_name(*node)));
   }
-  return node->as_integer()->get();
+  const std::int64_t value = node->as_integer()->get();
+  if (value < min) fail(key, fmt::format("must be at least {}, got {}", min, value));
+  if (value > max) fail(key, fmt::format("must be at most {}, got {}", max, value));
+  return value;
+}
+
+int ConfigReader::get_int(std::string_view key, int fallback, int min, int max) {
+  return static_cast<int>(get_integer(key, fallback, min, max));
 }
 
 bool ConfigReader::get_bool(std::string_view key, bool fallback) {
@@ -110,19 +156,23 @@ bool ConfigReader::get_bool(std::string_view key, bool fallback) {
   return node->as_boolean()->get();
 }
 
-Duration ConfigReader::get_duration(std::string_view key, Duration fallback) {
+Duration ConfigReader::get_duration(std::string_view key, Duration fallback, Duration max) {
   const toml::node* node = find(key);
   if (node == nullptr) return fallback;
   if (!node->is_string()) {
     fail(key, fmt::format("expected a duration string like \"30s\", \"5m\", \"4h\", got {}",
                           toml_type_name(*node)));
   }
-  const std::string text(node->as_string()->get());
+  const std::string_view text = node->as_string()->get();
   auto d = throttle::parse_duration(text);
   if (!d) {
-    fail(key, fmt::format(
-                  "expected a duration like \"500ms\", \"30s\", \"5m\", \"4h\", \"3d\", got \"{}\"",
-                  text));
+    fail(key,
+         fmt::format("expected a duration like \"500ms\", \"30s\", \"5m\", \"4h\", \"3d\", got {}",
+                     quote_value(text)));
+  }
+  if (*d > max) {
+    fail(key, fmt::format("must be at most {}, got {}", throttle::format_duration(max),
+                          quote_value(text)));
   }
   return std::chrono::duration_cast<Duration>(*d);
 }
@@ -133,7 +183,8 @@ std::string ConfigReader::get_choice(std::string_view key, std::string fallback,
   for (const auto& a : allowed) {
     if (a == value) return value;
   }
-  fail(key, fmt::format("expected one of {}, got \"{}\"", fmt::join(allowed, ", "), value));
+  fail(key,
+       fmt::format("expected one of {}, got {}", fmt::join(allowed, ", "), quote_value(value)));
 }
 
 ConfigReader ConfigReader::table(std::string_view key) {
@@ -177,7 +228,8 @@ void ConfigReader::reject_unknown() const {
   if (table_ == nullptr) return;
   for (const auto& [k, v] : *table_) {
     if (seen_.count(std::string(k.str())) == 0) {
-      throw UsageError(fmt::format("{}: unknown key \"{}\"", location(&v), full_key(k.str())));
+      throw UsageError(
+          fmt::format("{}: unknown key {}", location(&v), quote_value(full_key(k.str()))));
     }
   }
 }

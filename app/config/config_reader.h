@@ -14,6 +14,25 @@
 
 namespace mailer::app {
 
+// The longest duration any key accepts unless it sets a tighter bound: a year
+// is beyond every sensible wait, retry age or window, and keeps timestamps
+// computed from it (now + duration) well inside PostgreSQL's range.
+inline constexpr Duration kMaxConfigDuration = std::chrono::hours(24 * 365);
+
+// At most this many bytes of a configuration value are quoted in an error;
+// the rest is elided, so a huge value gives a short, one-line message.
+inline constexpr std::size_t kMaxQuotedBytes = 80;
+// At most this many bytes of a message from a library (which may quote a value
+// inside it) are repeated in an error.
+inline constexpr std::size_t kMaxMessageBytes = 240;
+
+// `value` in double quotes for an error message: control characters escaped
+// (the message stays one line) and cut after kMaxQuotedBytes with "…".
+std::string quote_value(std::string_view value);
+// The same without quotes and with a limit of its own, for messages from
+// elsewhere (toml++, libpq) that may repeat a value.
+std::string elide_text(std::string_view text, std::size_t max_bytes = kMaxMessageBytes);
+
 class ConfigReader {
  public:
   // `table` may be null (section absent: every getter returns its default).
@@ -22,9 +41,16 @@ class ConfigReader {
 
   std::string get_string(std::string_view key, std::string fallback);
   double get_number(std::string_view key, double fallback);
-  long long get_integer(std::string_view key, long long fallback);
+  // An integer within [min, max], checked before any narrowing: "must be at
+  // least MIN" / "must be at most MAX" otherwise. Every integer key uses it.
+  long long get_integer(std::string_view key, long long fallback, long long min, long long max);
+  // The same for keys held in an int (min and max within int's range).
+  int get_int(std::string_view key, int fallback, int min, int max);
   bool get_bool(std::string_view key, bool fallback);
-  Duration get_duration(std::string_view key, Duration fallback);
+  // A duration string of at most `max` ("must be at most ..." otherwise).
+  // Every duration key has an upper bound so that time arithmetic on it (now
+  // plus a lease, a backoff doubling) stays far from overflow.
+  Duration get_duration(std::string_view key, Duration fallback, Duration max = kMaxConfigDuration);
   // An array of strings.
   std::vector<std::string> get_string_list(std::string_view key, std::vector<std::string> fallback);
   // One of `allowed`; the error lists them.

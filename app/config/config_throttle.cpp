@@ -9,6 +9,10 @@ namespace {
 
 namespace th = mailer::throttle;
 
+// Connections to one provider from one worker: far beyond what any provider
+// tolerates, small enough that a typo cannot exhaust file descriptors.
+constexpr int kMaxConnections = 10000;
+
 const std::vector<std::string> kBuiltinProviders = {"gmail", "outlook", "yahoo", "other"};
 
 // Signals that defer a message and may therefore have their own schedule.
@@ -62,7 +66,7 @@ th::ProviderPolicy read_provider_policy(ConfigReader& r, th::ProviderPolicy p) {
   p.initial_rate = r.get_number("initial_rate", p.initial_rate);
   p.min_rate = r.get_number("min_rate", p.min_rate);
   p.max_rate = r.get_number("max_rate", p.max_rate);
-  p.max_connections = static_cast<int>(r.get_integer("max_connections", p.max_connections));
+  p.max_connections = r.get_int("max_connections", p.max_connections, 1, kMaxConnections);
   p.suspend_for = duration(r, "suspend_for", p.suspend_for);
   p.increase_step = r.get_number("increase_step", p.increase_step);
   p.decrease_factor = r.get_number("decrease_factor", p.decrease_factor);

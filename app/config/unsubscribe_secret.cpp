@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "app/base/bounded_file.h"
 #include "app/base/errors.h"
 
 namespace mailer::app {
@@ -14,12 +15,15 @@ std::string load_unsubscribe_secret(const Config& config) {
         "bytes (e.g. `head -c 32 /dev/urandom | base64 > FILE`) that signs unsubscribe links",
         config.source, sender::kMinSecretBytes));
   }
-  try {
-    return sender::LoadSecretFile(path);
-  } catch (const sender::SecretError& e) {
+  std::string secret =
+      read_configured_file(config.source, "unsubscribe.secret_file", path, kMaxSecretFileBytes);
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.size() < sender::kMinSecretBytes) {
     throw UsageError(
-        fmt::format("{}: key \"unsubscribe.secret_file\": {}", config.source, e.what()));
+        fmt::format("{}: key \"unsubscribe.secret_file\": {}: holds {} bytes, at least {} needed",
+                    config.source, path, secret.size(), sender::kMinSecretBytes));
   }
+  return secret;
 }
 
 std::shared_ptr<const sender::UnsubscribeTokenCodec> unsubscribe_codec(const Config& config) {

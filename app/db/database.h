@@ -10,6 +10,7 @@
 #include <pqxx/pqxx>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -19,6 +20,14 @@ namespace mailer::db {
 // The server cannot be reached or went away. what() is one line:
 // "cannot connect to PostgreSQL (host=H port=P dbname=D): REASON".
 class ConnectionError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The connection string itself is malformed (libpq cannot parse it): bad
+// configuration, never retried. what() is one line without the password:
+// "invalid database URL: REASON".
+class ConnectionStringError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -92,5 +101,17 @@ class Database {
 
 // "host=H port=P dbname=D" for a libpq URL or key=value string.
 std::string describe_conninfo(const std::string& url);
+
+// Why libpq cannot parse `url` as a URL or key=value string (one line, the
+// password redacted), or nullopt when it can. Syntax only: nothing is
+// resolved or connected.
+std::optional<std::string> conninfo_syntax_error(const std::string& url);
+
+// `text` with every password replaced by "***": URL userinfo passwords
+// (postgresql://u:secret@h -> postgresql://u:***@h), password=... in
+// key=value strings and URL queries, and, when the connection string `url`
+// the text is about is given, each spelling of its password wherever it
+// appears (libpq quotes fragments of a malformed string in its errors).
+std::string redact_conninfo(std::string_view text, std::string_view url = {});
 
 }  // namespace mailer::db

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "app/base/bounded_file.h"
 #include "app/doctor/ascii_lower.h"
 #include "sender/dkim_signer.h"
 
@@ -146,8 +147,10 @@ DkimPublicKey load_dkim_public_key(const DkimSettings& settings) {
     return key;
   }
   try {
-    const sender::DkimSigner signer = sender::DkimSigner::FromPemFile(
-        settings.domain, settings.selector, *algorithm, settings.key_file);
+    const std::string pem = read_bounded_file(settings.key_file, kMaxSecretFileBytes);
+    const sender::DkimSigner signer =
+        sender::DkimSigner::FromPem(settings.domain, settings.selector, *algorithm, pem,
+                                    fmt::format("DKIM key file {}", settings.key_file));
     const auto tags = parse_tag_list(signer.PublicKeyRecord());
     const std::string* k = find_tag(tags, "k");
     const std::string* p = find_tag(tags, "p");

@@ -2,9 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
-#include <fstream>
 
+#include "app/base/bounded_file.h"
 #include "app/base/errors.h"
 #include "app/config/unsubscribe_secret.h"
 #include "sender/dkim_signer.h"
@@ -25,11 +26,9 @@ std::optional<sender::SmtpCredentials> relay_credentials(const Config& config) {
   if (const char* env = std::getenv("MAILER_SMTP_PASSWORD"); env != nullptr && *env != '\0') {
     c.password = env;
   } else if (!s.auth_password_file.empty()) {
-    std::ifstream in(s.auth_password_file, std::ios::binary);
-    if (!in || !std::getline(in, c.password)) {
-      throw UsageError(fmt::format("{}: key \"sender.auth_password_file\": cannot read {}",
-                                   config.source, s.auth_password_file));
-    }
+    c.password = read_configured_file(config.source, "sender.auth_password_file",
+                                      s.auth_password_file, kMaxSecretFileBytes);
+    c.password.resize(std::min(c.password.find('\n'), c.password.size()));
     if (!c.password.empty() && c.password.back() == '\r') c.password.pop_back();
   } else {
     throw UsageError(fmt::format(
@@ -80,9 +79,12 @@ sender::DispatcherSettings dispatcher_settings(const Config& config) {
   for (std::size_t i = 0; i < config.dkim.size(); ++i) {
     const DkimSettings& k = config.dkim[i];
     const auto algorithm = sender::ParseDkimAlgorithm(k.algorithm);
+    const std::string key = fmt::format("dkim[{}].key_file", i);
+    const std::string pem =
+        read_configured_file(config.source, key, k.key_file, kMaxSecretFileBytes);
     try {
-      d.dkim.push_back(
-          sender::DkimSigner::FromPemFile(k.domain, k.selector, *algorithm, k.key_file));
+      d.dkim.push_back(sender::DkimSigner::FromPem(k.domain, k.selector, *algorithm, pem,
+                                                   fmt::format("DKIM key file {}", k.key_file)));
     } catch (const std::exception& e) {
       throw UsageError(fmt::format("{}: [[dkim]] #{} (key_file {}): {}", config.source, i + 1,
                                    k.key_file, e.what()));

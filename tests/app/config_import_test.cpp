@@ -51,12 +51,12 @@ TEST(ConfigImport, ReadsEveryKey) {
 
 TEST(ConfigImport, ErrorsNameFileLineAndKey) {
   EXPECT_EQ(import_error("[import]\nmx_concurrency = 0\n"),
-            "mailer.toml:2: key \"import.mx_concurrency\": must be between 1 and 10000, got 0");
+            "mailer.toml:2: key \"import.mx_concurrency\": must be at least 1, got 0");
   EXPECT_EQ(import_error("[import]\n\nchunk_rows = 0\n"),
-            "mailer.toml:3: key \"import.chunk_rows\": must be between 1 and 1000000, got 0");
+            "mailer.toml:3: key \"import.chunk_rows\": must be at least 1, got 0");
   EXPECT_EQ(
       import_error("[import]\nmax_field_bytes = 10\n"),
-      "mailer.toml:2: key \"import.max_field_bytes\": must be between 256 and 1048576, got 10");
+      "mailer.toml:2: key \"import.max_field_bytes\": must be at least 256, got 10");
   EXPECT_EQ(import_error("[import]\ndns_server = \"a:1, b:2\"\n"),
             "mailer.toml:2: key \"import.dns_server\": expected one HOST:PORT, got \"a:1, b:2\"");
   EXPECT_NE(import_error("[import]\nmx_timeout = \"soon\"\n").find("import.mx_timeout"),

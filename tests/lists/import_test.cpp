@@ -207,7 +207,7 @@ TEST_F(ImportTest, ConcurrentImportsOfTheSameAddressesBothFinishWithTheLastWrite
       ImportOptions o;
       o.list_name = "news";
       o.file = file;
-      o.chunk_rows = 200;
+      o.chunk_rows = 100;
       out = ListImporter(store, rules, classifier, o).run();
     } catch (...) {
       error = std::current_exception();

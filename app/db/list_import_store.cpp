@@ -258,8 +258,9 @@ void ListImportStore::merge_known(pqxx::transaction_base& w, const ImportRecord&
 // Rows whose address is new to the database: the first of each becomes a
 // recipient (ids drawn from the sequence, by COPY) and a member (made by
 // the server from the id ranges); repeats are duplicates, suppressed
-// addresses are taken back. An address another import adds at the same
-// time fails the COPY with a unique violation and the chunk runs again.
+// addresses are taken back. An address another writer adds at the same
+// time fails the COPY with a unique violation and the chunk runs again
+// (another import's chunks wait for their turn, see merge).
 void ListImportStore::insert_new(pqxx::transaction_base& w, const ImportRecord& import,
                                  bool want_rows, const std::vector<const StagedRow*>& rows,
                                  ChunkOutcome& out) {

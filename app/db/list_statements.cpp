@@ -27,12 +27,12 @@ CREATE TEMP TABLE IF NOT EXISTS import_stage (
 // stored row) is a duplicate, an unchanged member is a duplicate, a changed
 // one an update. New addresses become recipients and members, known ones
 // join the list, and a newer import's attributes are merged over the stored
-// ones; the rows written carry the import's id. New recipients and their memberships are
-// plain inserts (no speculative ON CONFLICT path, about a third of their
-// cost): an address another import added after the statement's snapshot
-// fails the statement with a unique violation, and the importer runs the
-// chunk again. Returns ('count', status, n) rows and, when $3, one ('row',
-// status, line, detail, email) row per row not added.
+// ones; the rows written carry the import's id. New recipients and their
+// memberships are plain inserts (no speculative ON CONFLICT path, about a
+// third of their cost): an address another writer added after the
+// statement's snapshot fails the statement with a unique violation, and the
+// importer runs the chunk again. Returns ('count', status, n) rows and, when
+// $3, one ('row', status, line, detail, email) row per row not added.
 const char* const kMergeChunk = R"SQL(
 WITH v AS MATERIALIZED (
   SELECT s.line, s.email, s.email_key, s.domain, s.attributes, r.id AS recipient_id,

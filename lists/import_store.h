@@ -52,13 +52,13 @@ struct RejectedRow {
 
 // One import of one file into one list, as recorded in the store.
 struct ImportRecord {
+  // Rows the import writes carry it: a repeat of an address this import
+  // wrote (an earlier chunk, before an interruption too) is a duplicate,
+  // while rows another import wrote meanwhile are merged like any others.
   std::int64_t import_id = 0;
   std::int64_t list_id = 0;
   // The file, for messages.
   std::string file;
-  // The import's start time (server text); rows written since are this
-  // import's own (a repeat of them is a duplicate, not an update).
-  std::string started_at;
   // Where the file continues: byte offset and line of the first row not
   // committed yet.
   std::uint64_t offset = 0;
@@ -147,13 +147,18 @@ class ImportStore {
   // known addresses are merged (join, update, duplicate, suppressed); the
   // chunk's domains are recorded. In the same transaction, the import's
   // progress is committed: end_offset, end_line and the counts that
-  // `counts_after(outcome)` returns (ImportCounts::to_json text). Either all
-  // of it commits or nothing does; a chunk that meets another import adding
-  // the same addresses at the same time is run again. Returns the outcome
-  // of the committed write.
+  // `before_commit(outcome)` returns (ImportCounts::to_json text).
+  // before_commit runs once the rows are written and before the commit, so
+  // what it does beside (the importer writes the chunk's rejects there) is
+  // done before the chunk commits; an exception from it rolls the chunk back
+  // and comes through. It may run more than once for one chunk (a chunk that
+  // meets another writer adding the same addresses at the same time, or a
+  // lost connection, is run again): each run stands for all before it.
+  // Either all of it commits or nothing does. Returns the outcome of the
+  // committed write.
   virtual ChunkOutcome write_chunk(
       const ImportRecord& import, const ChunkToWrite& chunk,
-      const std::function<std::string(const ChunkOutcome&)>& counts_after) = 0;
+      const std::function<std::string(const ChunkOutcome&)>& before_commit) = 0;
 };
 
 }  // namespace mailer::lists

@@ -1,8 +1,10 @@
 #include "lists/list_importer.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -222,6 +224,100 @@ std::string file_identity(const std::string& path, const struct stat& st) {
                      hash);
 }
 
+// The rejects file: rows not added, as CSV (line,reason,detail,email), a
+// chunk's rows at a time. A chunk's rows are written, and handed to the
+// system, before the chunk commits, so a chunk whose rows cannot be written
+// is not committed and a rerun redoes it. Until a chunk commits its rows can
+// be taken back: a regular file is cut back to where the chunk began, so a
+// chunk written again (run again, or by a rerun) appears once. Other files
+// (a pipe, a device) are only appended to.
+class RejectsFile {
+ public:
+  RejectsFile() = default;
+  RejectsFile(const RejectsFile&) = delete;
+  RejectsFile& operator=(const RejectsFile&) = delete;
+  ~RejectsFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  bool is_open() const { return fd_ >= 0; }
+
+  // Opens `path`, emptied unless `append`; the header row goes with the
+  // first chunk unless the file has rows already. Throws ImportInputError.
+  void open(const std::string& path, bool append) {
+    path_ = path;
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (append ? 0 : O_TRUNC),
+                 0644);
+    struct stat st {};
+    if (fd_ < 0 || ::fstat(fd_, &st) != 0) {
+      throw ImportInputError(
+          fmt::format("{}: cannot write rejects file: {}", path, std::strerror(errno)));
+    }
+    regular_ = S_ISREG(st.st_mode);
+    committed_size_ = regular_ ? st.st_size : 0;
+    header_pending_ = committed_size_ == 0;
+  }
+
+  // Writes the rows of the chunk being committed (text of whole CSV lines),
+  // in place of any written for it before. Throws std::runtime_error naming
+  // the file when they cannot all be written.
+  void write_chunk(std::string_view rows) {
+    take_back();
+    std::string text;
+    if (header_pending_) text = "line,reason,detail,email\n";
+    text += rows;
+    uncommitted_ = static_cast<off_t>(text.size());
+    for (std::string_view left = text; !left.empty();) {
+      const ssize_t n = ::write(fd_, left.data(), left.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int error = n < 0 ? errno : EIO;
+        take_back();
+        throw std::runtime_error(
+            fmt::format("{}: cannot write rejects file: {}; the chunk was not committed, running "
+                        "the import again redoes it",
+                        path_, std::strerror(error)));
+      }
+      left.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  // The chunk written last committed: its rows stay.
+  void chunk_committed() {
+    if (uncommitted_ > 0) header_pending_ = false;
+    committed_size_ += uncommitted_;
+    uncommitted_ = 0;
+  }
+
+  // The chunk written last did not commit: its rows are taken back (from a
+  // regular file; best effort, the error is the chunk's).
+  void take_back() {
+    if (regular_ && uncommitted_ > 0 && ::ftruncate(fd_, committed_size_) != 0) {
+      spdlog::warn("{}: cannot take back rows of a chunk not committed: {}", path_,
+                   std::strerror(errno));
+    }
+    uncommitted_ = 0;
+  }
+
+  // Writes the header if no chunk has yet (an import without data rows).
+  void finish() {
+    if (!is_open() || !header_pending_) return;
+    write_chunk({});
+    chunk_committed();
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool regular_ = false;
+  bool header_pending_ = true;
+  // The file's size with the committed chunks' rows (regular files;
+  // otherwise counted from 0), and the bytes of the chunk being committed
+  // (some may be written when a write failed).
+  off_t committed_size_ = 0;
+  off_t uncommitted_ = 0;
+};
+
 // One run of an import: the open file, the chunk being built, the caches.
 class ImportRun {
  public:
@@ -268,6 +364,7 @@ class ImportRun {
       if (!spent_) spent_ = std::move(writing_);
     }
     if (read_error_) std::rethrow_exception(read_error_);
+    rejects_.finish();
     store_.finish(import_.import_id, counts_.to_json().dump());
     report(total_bytes_);
     return counts_;
@@ -412,15 +509,7 @@ class ImportRun {
   }
 
   void open_rejects(bool append) {
-    if (o_.rejects_file.empty()) return;
-    struct stat st {};
-    bool has_content = append && ::stat(o_.rejects_file.c_str(), &st) == 0 && st.st_size > 0;
-    rejects_.open(o_.rejects_file, append ? std::ios::app | std::ios::binary : std::ios::binary);
-    if (!rejects_) {
-      throw ImportInputError(
-          fmt::format("{}: cannot write rejects file: {}", o_.rejects_file, std::strerror(errno)));
-    }
-    if (!has_content) rejects_ << "line,reason,detail,email\n";
+    if (!o_.rejects_file.empty()) rejects_.open(o_.rejects_file, append);
   }
 
   void reject(Chunk& chunk, std::uint64_t line, const std::string& reason, std::string detail,
@@ -589,8 +678,11 @@ class ImportRun {
     ImportCounts after = counts_;
     add_counts(after, writing_.counts);
     auto started = std::chrono::steady_clock::now();
-    // The import's counts once the chunk is in, committed with it.
-    const auto counts_after = [&](const ChunkOutcome& out) {
+    // Before the chunk commits: its rejects are written (a chunk whose
+    // rejects cannot be written does not commit), and the import's counts
+    // once the chunk is in are committed with it.
+    const auto before_commit = [&](const ChunkOutcome& out) {
+      write_rejects(out.not_added);
       ImportCounts total = after;
       add_statuses(total, out.statuses);
       return total.to_json().dump();
@@ -601,7 +693,14 @@ class ImportRun {
                              .want_rows = keep_rejects_,
                              .end_offset = writing_.end_offset,
                              .end_line = writing_.end_line};
-    ChunkOutcome outcome = store_.write_chunk(import_, chunk, counts_after);
+    ChunkOutcome outcome;
+    try {
+      outcome = store_.write_chunk(import_, chunk, before_commit);
+    } catch (...) {
+      rejects_.take_back();
+      throw;
+    }
+    rejects_.chunk_committed();
     for (auto& d : new_domains) domains_written_.insert(std::move(*d));
     spdlog::debug("import: chunk of {} rows merged in {} ms", writing_.staged.size(),
                   std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -609,7 +708,6 @@ class ImportRun {
                       .count());
     add_statuses(after, outcome.statuses);
     counts_ = after;
-    write_rejects(std::move(outcome.not_added));
     report(writing_.end_offset);
   }
 
@@ -617,29 +715,29 @@ class ImportRun {
     if (progress_) progress_(ImportProgress{counts_.rows, offset, total_bytes_, resumed_});
   }
 
-  void write_rejects(std::vector<RejectedRow> more) {
+  // Writes the chunk's rejected rows and the store's rows not added, in line
+  // order, to the rejects file (in place of any written for the chunk
+  // before: this runs again when the chunk does).
+  void write_rejects(const std::vector<RejectedRow>& not_added) {
     if (!rejects_.is_open()) return;
-    std::vector<RejectedRow>& rejected = writing_.rejected;
-    for (auto& r : more) rejected.push_back(std::move(r));
-    std::stable_sort(rejected.begin(), rejected.end(),
-                     [](const RejectedRow& a, const RejectedRow& b) { return a.line < b.line; });
+    std::vector<const RejectedRow*> rows;
+    rows.reserve(writing_.rejected.size() + not_added.size());
+    for (const auto& r : writing_.rejected) rows.push_back(&r);
+    for (const auto& r : not_added) rows.push_back(&r);
+    std::stable_sort(rows.begin(), rows.end(),
+                     [](const RejectedRow* a, const RejectedRow* b) { return a->line < b->line; });
     std::string out;
-    for (const auto& r : rejected) {
-      out += std::to_string(r.line);
+    for (const RejectedRow* r : rows) {
+      out += std::to_string(r->line);
       out.push_back(',');
-      append_csv_field(out, r.reason);
+      append_csv_field(out, r->reason);
       out.push_back(',');
-      append_csv_field(out, r.detail);
+      append_csv_field(out, r->detail);
       out.push_back(',');
-      append_csv_field(out, r.email);
+      append_csv_field(out, r->email);
       out.push_back('\n');
     }
-    rejects_ << out;
-    rejects_.flush();
-    if (!rejects_) {
-      throw std::runtime_error(
-          fmt::format("{}: write failed: {}", o_.rejects_file, std::strerror(errno)));
-    }
+    rejects_.write_chunk(out);
   }
 
   ImportStore& store_;
@@ -650,7 +748,7 @@ class ImportRun {
 
   std::ifstream in_;
   std::unique_ptr<CsvReader> reader_;
-  std::ofstream rejects_;
+  RejectsFile rejects_;
   std::vector<std::string> header_;
   std::vector<std::string> attribute_keys_;
   int email_col_ = -1;

@@ -21,9 +21,11 @@
 //      known recipients join the list. Every domain gets a `domains` row with
 //      its provider.
 //   4. The chunk's merge and the import's progress (next byte offset and
-//      running counts, table `imports`) commit in one transaction. An
-//      interrupted import leaves only whole chunks behind, and running it
-//      again on the same file resumes at the first uncommitted row.
+//      running counts, table `imports`) commit in one transaction, after
+//      the chunk's rejected rows are written to the rejects file (a chunk
+//      whose rejects cannot be written does not commit). An interrupted
+//      import leaves only whole chunks behind, and running it again on the
+//      same file resumes at the first uncommitted row.
 // Every other column becomes a recipient attribute (JSON string values;
 // empty values are left out so a sparse export never blanks stored data;
 // columns with an empty header name are ignored).
@@ -73,7 +75,8 @@ struct ImportOptions {
   std::string list_name;
   std::string file;
   // Where to write rejected rows as CSV (line,reason,detail,email); empty:
-  // nowhere. On resume the file is appended to.
+  // nowhere. On resume the file is appended to; a chunk's rows are in it
+  // before the chunk commits.
   std::string rejects_file;
   CsvOptions csv;
   bool mx_check = false;

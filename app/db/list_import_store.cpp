@@ -29,12 +29,13 @@ struct KnownAddressesInChunk : std::exception {
   const char* what() const noexcept override { return "address already known"; }
 };
 
-// Attempts of a chunk whose new addresses keep being added by another import
-// at the same time (a unique violation rolls the chunk back; the next
-// attempt's snapshot sees the other import's rows).
+// Attempts of a chunk whose addresses another writer adds at the same time
+// (a unique violation rolls the chunk back; the next attempt's snapshot sees
+// the other writer's rows). Chunks of imports take turns (sql::kChunkTurn),
+// so this is for writers that do not.
 constexpr int kConcurrentRetries = 5;
 
-// A failure caused by another import writing the same addresses at the same
+// A failure caused by another writer adding the same addresses at the same
 // time (the chunk is run again).
 bool is_concurrent_conflict(const pqxx::sql_error& e) {
   return dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr ||
@@ -75,7 +76,6 @@ std::optional<ImportRecord> ListImportStore::find_running(std::int64_t list_id,
   r.offset = running[0][1].as<std::uint64_t>();
   r.line = running[0][2].as<std::uint64_t>();
   r.counts_json = running[0][3].as<std::string>();
-  r.started_at = running[0][4].as<std::string>();
   return r;
 }
 
@@ -90,7 +90,6 @@ ImportRecord ListImportStore::start(std::int64_t list_id, const std::string& fil
   r.import_id = row[0][0].as<std::int64_t>();
   r.list_id = list_id;
   r.file = file;
-  r.started_at = row[0][1].as<std::string>();
   r.offset = offset;
   r.line = line;
   return r;
@@ -132,24 +131,24 @@ void ListImportStore::store_domains(const std::vector<lists::DomainAnswer>& answ
 
 ChunkOutcome ListImportStore::write_chunk(
     const ImportRecord& import, const ChunkToWrite& chunk,
-    const std::function<std::string(const ChunkOutcome&)>& counts_after) {
+    const std::function<std::string(const ChunkOutcome&)>& before_commit) {
   ChunkOutcome outcome;
   for (int attempt = 1;; ++attempt) {
     try {
-      outcome = db_.transact([&](pqxx::work& w) { return merge(w, import, chunk, counts_after); });
+      outcome = db_.transact([&](pqxx::work& w) { return merge(w, import, chunk, before_commit); });
       break;
     } catch (const KnownAddressesInChunk&) {
       // Rolled back; run again, looking the addresses up first.
       expect_known_ = true;
       --attempt;
     } catch (const pqxx::sql_error& e) {
-      // Another import adding the same addresses: a unique violation, or a
+      // Another writer adding the same addresses: a unique violation, or a
       // deadlock the server broke by failing this transaction. Rolled back;
-      // the next attempt's snapshot sees the other import's rows.
+      // the next attempt's snapshot sees the other writer's rows.
       if (!is_concurrent_conflict(e)) throw;
       if (attempt == kConcurrentRetries) {
         throw std::runtime_error(fmt::format(
-            "import of {}: another import keeps adding the same addresses; run it again",
+            "import of {}: another writer keeps adding the same addresses; run it again",
             import.file));
       }
     }
@@ -159,8 +158,17 @@ ChunkOutcome ListImportStore::write_chunk(
 
 ChunkOutcome ListImportStore::merge(
     pqxx::work& w, const ImportRecord& import, const ChunkToWrite& chunk,
-    const std::function<std::string(const ChunkOutcome&)>& counts_after) {
+    const std::function<std::string(const ChunkOutcome&)>& before_commit) {
   ChunkOutcome out;
+  // Chunks of concurrent imports commit one at a time. Two imports adding
+  // the same addresses at once otherwise went on by one rolling its chunk
+  // back on the other's uncommitted keys, and its next attempt met the
+  // other's next chunk (with files in different orders, every chunk holds
+  // some of every other's addresses) until it gave up. Taking turns, each
+  // chunk sees the rows of the other's last chunk committed and merges
+  // them; reading and checking still overlap, and an import alone waits for
+  // nothing.
+  w.exec_prepared(sql::kChunkTurn);
   w.exec("SET LOCAL synchronous_commit = off");
   w.exec("SET LOCAL client_min_messages = warning");
   // The merge keeps the chunk's verdicts in memory rather than in a
@@ -205,7 +213,7 @@ ChunkOutcome ListImportStore::merge(
             .count());
   }
   w.exec_prepared(sql::kImportProgress, import.import_id, chunk.end_offset, chunk.end_line,
-                  counts_after(out));
+                  before_commit(out));
   return out;
 }
 
@@ -235,7 +243,7 @@ void ListImportStore::merge_known(pqxx::transaction_base& w, const ImportRecord&
   }
   copy.complete();
   for (const auto& row :
-       w.exec_params(sql::kMergeChunk, import.list_id, import.started_at, want_rows)) {
+       w.exec_params(sql::kMergeChunk, import.list_id, import.import_id, want_rows)) {
     const std::string kind = row[0].as<std::string>();
     if (kind == "count") {
       out.statuses[row[1].as<std::string>()] += row[2].as<std::uint64_t>();
@@ -250,8 +258,9 @@ void ListImportStore::merge_known(pqxx::transaction_base& w, const ImportRecord&
 // Rows whose address is new to the database: the first of each becomes a
 // recipient (ids drawn from the sequence, by COPY) and a member (made by
 // the server from the id ranges); repeats are duplicates, suppressed
-// addresses are taken back. An address another import adds at the same
-// time fails the COPY with a unique violation and the chunk runs again.
+// addresses are taken back. An address another writer adds at the same
+// time fails the COPY with a unique violation and the chunk runs again
+// (another import's chunks wait for their turn, see merge).
 void ListImportStore::insert_new(pqxx::transaction_base& w, const ImportRecord& import,
                                  bool want_rows, const std::vector<const StagedRow*>& rows,
                                  ChunkOutcome& out) {
@@ -324,7 +333,8 @@ void ListImportStore::insert_new(pqxx::transaction_base& w, const ImportRecord& 
   }
   const std::string dropped_array = pg_int_array(dropped);
   if (!dropped.empty()) w.exec_params(sql::kDropNewRecipients, dropped_array);
-  w.exec_params(sql::kAddNewMembers, import.list_id, lo_array, hi_array, dropped_array);
+  w.exec_params(sql::kAddNewMembers, import.list_id, lo_array, hi_array, dropped_array,
+                import.import_id);
   out.statuses["new"] += firsts.size() - dropped.size();
 }
 

@@ -4,8 +4,9 @@
 // chunk: new addresses COPYed straight into recipients (ids drawn from the
 // sequence in ranges) and list_members, suppressed ones taken back, known
 // ones staged and merged with set-based SQL, the progress committed in the
-// same transaction, and the chunk run again when another import adds the
-// same addresses at the same time.
+// same transaction, chunks of concurrent imports committed one at a time,
+// and the chunk run again when another writer adds the same addresses at the
+// same time.
 //
 // One ListImportStore uses one Database, so it belongs to one thread at a
 // time; an import calls it from its caller's thread only.
@@ -40,12 +41,12 @@ class ListImportStore : public lists::ImportStore {
   void store_domains(const std::vector<lists::DomainAnswer>& answers) override;
   lists::ChunkOutcome write_chunk(
       const lists::ImportRecord& import, const lists::ChunkToWrite& chunk,
-      const std::function<std::string(const lists::ChunkOutcome&)>& counts_after) override;
+      const std::function<std::string(const lists::ChunkOutcome&)>& before_commit) override;
 
  private:
   lists::ChunkOutcome merge(
       pqxx::work& w, const lists::ImportRecord& import, const lists::ChunkToWrite& chunk,
-      const std::function<std::string(const lists::ChunkOutcome&)>& counts_after);
+      const std::function<std::string(const lists::ChunkOutcome&)>& before_commit);
   lists::ChunkOutcome write_rows(pqxx::work& w, const lists::ImportRecord& import,
                                  const lists::ChunkToWrite& chunk,
                                  const std::unordered_set<std::string>& known);

@@ -21,16 +21,18 @@ CREATE TEMP TABLE IF NOT EXISTS import_stage (
 // known after the lookup. `v` gives one verdict per
 // staged row against the state before the chunk: suppressed beats
 // everything, a repeat within the chunk (first = false, decided while
-// reading) is a duplicate, a member this import already added or updated (an
-// earlier chunk of the same file) is a duplicate, an unchanged member is a
-// duplicate, a changed one an update. New addresses become recipients and
-// members, known ones join the list, and a newer import's attributes are
-// merged over the stored ones. New recipients and their memberships are
-// plain inserts (no speculative ON CONFLICT path, about a third of their
-// cost): an address another import added after the statement's snapshot
-// fails the statement with a unique violation, and the importer runs the
-// chunk again. Returns ('count', status, n) rows and, when $3, one ('row',
-// status, line, detail, email) row per row not added.
+// reading) is a duplicate, a member this import ($2) already added or
+// updated (an earlier chunk of the same file, told by the import's id on the
+// rows it wrote, never by time: another import's rows are merged like any
+// stored row) is a duplicate, an unchanged member is a duplicate, a changed
+// one an update. New addresses become recipients and members, known ones
+// join the list, and a newer import's attributes are merged over the stored
+// ones; the rows written carry the import's id. New recipients and their
+// memberships are plain inserts (no speculative ON CONFLICT path, about a
+// third of their cost): an address another writer added after the
+// statement's snapshot fails the statement with a unique violation, and the
+// importer runs the chunk again. Returns ('count', status, n) rows and, when
+// $3, one ('row', status, line, detail, email) row per row not added.
 const char* const kMergeChunk = R"SQL(
 WITH v AS MATERIALIZED (
   SELECT s.line, s.email, s.email_key, s.domain, s.attributes, r.id AS recipient_id,
@@ -39,14 +41,15 @@ WITH v AS MATERIALIZED (
       WHEN NOT s.first THEN 'duplicate'
       WHEN r.id IS NULL THEN 'new'
       WHEN m.list_id IS NULL THEN 'join'
-      WHEN m.added_at >= $2 OR r.updated_at >= $2 THEN 'duplicate'
+      WHEN m.added_by_import = $2 OR r.updated_by_import = $2 THEN 'duplicate'
       WHEN r.attributes || s.attributes = r.attributes AND r.email = s.email THEN 'duplicate'
       ELSE 'update'
     END AS status,
     CASE
       WHEN x.email_key IS NOT NULL THEN 'suppressed: ' || x.reason
       WHEN NOT s.first THEN 'repeated in file'
-      WHEN m.list_id IS NOT NULL AND (m.added_at >= $2 OR r.updated_at >= $2) THEN 'repeated in file'
+      WHEN m.list_id IS NOT NULL AND (m.added_by_import = $2 OR r.updated_by_import = $2)
+        THEN 'repeated in file'
       WHEN m.list_id IS NOT NULL THEN 'already in list'
     END AS detail,
     (r.id IS NOT NULL AND (r.attributes || s.attributes <> r.attributes OR r.email <> s.email))
@@ -60,15 +63,16 @@ ins AS (
   SELECT email, email_key, domain, attributes FROM v WHERE status = 'new'
   RETURNING id),
 mem_new AS (
-  INSERT INTO list_members (list_id, recipient_id)
-  SELECT $1::bigint, id FROM ins),
+  INSERT INTO list_members (list_id, recipient_id, added_by_import)
+  SELECT $1::bigint, id, $2::bigint FROM ins),
 mem_join AS (
-  INSERT INTO list_members (list_id, recipient_id)
-  SELECT $1::bigint, recipient_id FROM v WHERE status = 'join'
+  INSERT INTO list_members (list_id, recipient_id, added_by_import)
+  SELECT $1::bigint, recipient_id, $2::bigint FROM v WHERE status = 'join'
   ON CONFLICT DO NOTHING),
 upd AS (
   UPDATE recipients r
-  SET attributes = r.attributes || v.attributes, email = v.email, updated_at = now()
+  SET attributes = r.attributes || v.attributes, email = v.email, updated_at = now(),
+    updated_by_import = $2::bigint
   FROM v
   WHERE v.status IN ('join', 'update') AND v.changed AND r.id = v.recipient_id)
 SELECT 'count', status, count(*), NULL, NULL FROM v GROUP BY status
@@ -109,12 +113,13 @@ WHERE (SELECT c FROM n) >= $3)SQL";
 // Takes back recipients just added whose address turned out suppressed.
 const char* const kDropNewRecipients = "DELETE FROM recipients WHERE id = ANY ($1::bigint[])";
 
-// The memberships of the recipients an import has just added (ids from
+// The memberships of the recipients import $5 has just added (ids from
 // $2[i] to $3[i]), but for those in $4: made by the server from the id
 // ranges, nothing per row crosses the connection.
 const char* const kAddNewMembers = R"SQL(
-INSERT INTO list_members (list_id, recipient_id)
-SELECT $1::bigint, i FROM unnest($2::bigint[], $3::bigint[]) g(lo, hi), generate_series(g.lo, g.hi) i
+INSERT INTO list_members (list_id, recipient_id, added_by_import)
+SELECT $1::bigint, i, $5::bigint
+FROM unnest($2::bigint[], $3::bigint[]) g(lo, hi), generate_series(g.lo, g.hi) i
 WHERE i <> ALL ($4::bigint[]))SQL";
 
 const char* const kInsertDomains = R"SQL(
@@ -161,12 +166,12 @@ void prepare_list_statements(Database& db) {
   db.prepare(sql::kRemoveSuppression,
              "DELETE FROM suppressions WHERE email_key = $1 RETURNING email_key");
   db.prepare(sql::kFindRunningImport,
-             "SELECT id, next_offset, next_line, counts::text, started_at::text FROM imports "
+             "SELECT id, next_offset, next_line, counts::text FROM imports "
              "WHERE list_id = $1 AND file_identity = $2 AND status = 'running' "
              "ORDER BY id DESC LIMIT 1");
   db.prepare(sql::kStartImport,
              "INSERT INTO imports (list_id, file_path, file_identity, next_offset, next_line) "
-             "VALUES ($1, $2, $3, $4, $5) RETURNING id, started_at::text");
+             "VALUES ($1, $2, $3, $4, $5) RETURNING id");
   db.prepare(sql::kImportProgress,
              "UPDATE imports SET next_offset = $2, next_line = $3, counts = $4::jsonb, "
              "updated_at = now() WHERE id = $1");
@@ -176,6 +181,10 @@ void prepare_list_statements(Database& db) {
   // Session advisory lock per import, so two processes never run one import.
   db.prepare(sql::kLockImport, "SELECT pg_try_advisory_lock(1279873876, $1::int)");
   db.prepare(sql::kUnlockImport, "SELECT pg_advisory_unlock(1279873876, $1::int)");
+  // Transaction advisory lock taken by every chunk write before it writes
+  // anything (one key for all imports; the one-key form is apart from the
+  // two-key locks above): chunks of concurrent imports commit one at a time.
+  db.prepare(sql::kChunkTurn, "SELECT pg_advisory_xact_lock(1279873876)");
   // $1 ids from the sequence: (first, last, how many). Consecutive unless
   // another session drew ids at the same moment; then the runs statement
   // draws again and gives them as runs of consecutive ids (first, last), in

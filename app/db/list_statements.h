@@ -28,6 +28,7 @@ inline constexpr const char* kImportProgress = "lists_import_progress";
 inline constexpr const char* kFinishImport = "lists_import_finish";
 inline constexpr const char* kLockImport = "lists_import_lock";
 inline constexpr const char* kUnlockImport = "lists_import_unlock";
+inline constexpr const char* kChunkTurn = "lists_import_chunk_turn";
 inline constexpr const char* kCachedDomains = "lists_domains_cached";
 inline constexpr const char* kStoreDomainAnswer = "lists_domain_store";
 // $1 how many; one row (first id, last id, count)
@@ -37,7 +38,7 @@ inline constexpr const char* kNextRecipientIdRuns = "lists_next_recipient_id_run
 
 // Import staging (TEMP tables, run with exec_params).
 extern const char* const kCreateStaging;
-extern const char* const kMergeChunk;  // $1 list id, $2 import start time, $3 rows wanted
+extern const char* const kMergeChunk;  // $1 list id, $2 import id, $3 rows wanted
 extern const char* const kKnownKeys;   // $1 email keys (text array)
 // $1 first ids, $2 last ids (bigint arrays), $3 chunk rows; rows (id, reason)
 extern const char* const kSuppressedNewRecipients;

@@ -2,8 +2,10 @@
 // idempotence, attribute updates, duplicates, suppression, every kind of bad
 // row, file-level errors, and resuming an interrupted import.
 #include <algorithm>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -180,6 +182,135 @@ TEST_F(ImportTest, ConcurrentImportsOfOverlappingFilesAddEachAddressOnce) {
   EXPECT_EQ(count("SELECT count(*) FROM recipients"), 3000);
   EXPECT_EQ(members("news"), 3000);
   EXPECT_EQ(members("other"), 3000);
+}
+
+// Two imports of the same addresses into one list at once, in different
+// orders and small chunks (so every chunk of one holds addresses of every
+// chunk of the other): both finish, each address is added by one and
+// updated by the other, and it keeps the values of whichever wrote it last.
+TEST_F(ImportTest, ConcurrentImportsOfTheSameAddressesBothFinishWithTheLastWritersValues) {
+  constexpr int kRows = 4000;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < kRows; ++i) addresses.push_back("u" + std::to_string(i) + "@example.com");
+  std::string a = "email,src\n";
+  for (const auto& e : addresses) a += e + ",A\n";
+  std::shuffle(addresses.begin(), addresses.end(), std::mt19937(7));
+  std::string b = "email,src\n";
+  for (const auto& e : addresses) b += e + ",B\n";
+  auto file_a = write("a.csv", a);
+  auto file_b = write("b.csv", b);
+  HygieneRules rules(builtin_hygiene_sources());
+  throttle::ProviderClassifier classifier;
+  auto run = [&](const std::string& file, ImportCounts& out, std::exception_ptr& error) {
+    try {
+      db::Database database(db::DatabaseOptions{db_->url()});
+      db::ListImportStore store(database);
+      ImportOptions o;
+      o.list_name = "news";
+      o.file = file;
+      o.chunk_rows = 100;
+      out = ListImporter(store, rules, classifier, o).run();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  };
+  ImportCounts ca, cb;
+  std::exception_ptr ea, eb;
+  std::thread other([&] { run(file_b, cb, eb); });
+  run(file_a, ca, ea);
+  other.join();
+  for (const auto& e : {ea, eb}) {
+    try {
+      if (e) std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      ADD_FAILURE() << x.what();
+    }
+  }
+  ASSERT_FALSE(ea || eb);
+  EXPECT_EQ(ca.imported + cb.imported, static_cast<std::uint64_t>(kRows));
+  EXPECT_EQ(ca.updated + cb.updated, static_cast<std::uint64_t>(kRows))
+      << "the other import's rows are not this one's own";
+  EXPECT_EQ(ca.duplicates + cb.duplicates, 0u);
+  EXPECT_EQ(count("SELECT count(*) FROM recipients"), kRows);
+  EXPECT_EQ(members("news"), kRows);
+  // Whoever updated an address wrote it last.
+  EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE attributes->>'src' = 'A'"),
+            static_cast<long long>(ca.updated));
+  EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE attributes->>'src' = 'B'"),
+            static_cast<long long>(cb.updated));
+}
+
+// An import interrupted after its first chunk; another import writes the
+// same addresses; the first, run again, merges the rest of its file over
+// them (they are not its own rows, whatever their time) and still counts a
+// repeat of an address of its own first chunk as a duplicate.
+TEST_F(ImportTest, ResumedImportUpdatesWhatAnotherImportWroteMeanwhile) {
+  std::string a = "email,src\n", b = "email,src\n";
+  for (int i = 0; i < 12; ++i) {
+    a += "u" + std::to_string(i) + "@example.com,A\n";
+    b += "u" + std::to_string(i) + "@example.com,B\n";
+  }
+  b += "u1@example.com,B again\n";
+  auto file_a = write("a.csv", a);
+  auto file_b = write("b.csv", b);
+  db::Database database(db::DatabaseOptions{db_->url()});
+  db::ListImportStore store(database);
+  HygieneRules rules(builtin_hygiene_sources());
+  throttle::ProviderClassifier classifier;
+  ImportOptions o;
+  o.list_name = "news";
+  o.file = file_b;
+  o.chunk_rows = 4;
+  struct Crash {};
+  EXPECT_THROW(
+      ListImporter(store, rules, classifier, o).run([](const ImportProgress&) { throw Crash{}; }),
+      Crash);
+  database.disconnect();
+  ASSERT_EQ(members("news"), 4) << "one chunk committed";
+
+  auto ja = import(file_a);
+  EXPECT_EQ(ja["imported"], 8);
+  EXPECT_EQ(ja["updated"], 4);
+  auto jb = import(file_b);
+  EXPECT_EQ(jb["rows"], 13);
+  EXPECT_EQ(jb["imported"], 4) << "its first chunk's";
+  EXPECT_EQ(jb["updated"], 8);
+  EXPECT_EQ(jb["duplicates"], 1) << "u1 again: its first chunk wrote u1";
+  EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE attributes->>'src' = 'B'"), 8);
+  EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE attributes->>'src' = 'A'"), 4)
+      << "the first chunk's addresses keep what the other import wrote over them";
+  EXPECT_EQ(members("news"), 12);
+}
+
+// The rejects file fails (a full disk): the chunk whose rejects could not be
+// written is not committed, the import exits 1 naming the file, and running
+// it again with a writable rejects file writes every rejected row once.
+TEST_F(ImportTest, RejectsThatCannotBeWrittenAreWrittenByTheRerun) {
+  write_config("[import]\nchunk_rows = 4\n");
+  std::string text = "email,n\n";
+  std::string expected = "line,reason,detail,email\n";
+  for (int i = 0; i < 12; ++i) {
+    const int line = i + 2;
+    if (i % 3 == 1) {
+      text += "bad" + std::to_string(i) + ",x\n";
+      expected += std::to_string(line) + ",syntax,missing @,bad" + std::to_string(i) + "\n";
+    } else {
+      text += "u" + std::to_string(i) + "@example.com,x\n";
+    }
+  }
+  auto file = write("in.csv", text);
+  auto full = mailer({"import", "--list", "news", file, "--rejects", "/dev/full"});
+  EXPECT_EQ(full.exit_code, 1) << full.err;
+  EXPECT_NE(full.err.find("/dev/full: cannot write rejects file: No space left on device"),
+            std::string::npos)
+      << full.err;
+  EXPECT_EQ(members("news"), 0) << "the first chunk was not committed";
+
+  auto j = import(file, {"--rejects", path("rejects.csv")});
+  EXPECT_EQ(j["rows"], 12);
+  EXPECT_EQ(j["imported"], 8);
+  EXPECT_EQ(j["rejected"]["syntax"], 4);
+  EXPECT_EQ(read_file(path("rejects.csv")), expected);
 }
 
 TEST_F(ImportTest, SuppressionWinsOverAnyLaterImport) {

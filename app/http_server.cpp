@@ -30,6 +30,11 @@ using tcp = asio::ip::tcp;
 constexpr std::size_t kLingerBytes = 64 * 1024;
 constexpr std::chrono::milliseconds kLingerTime{1000};
 
+// A stalled database makes every request of a lane miss its deadline: one
+// warning per lane this often, with the count, says so without flooding the
+// log (and the io thread) with a line per request.
+constexpr std::chrono::seconds kMissedDeadlineLogEvery{10};
+
 // When accept fails (out of file descriptors, most likely), wait this long
 // before accepting again rather than spinning on the error.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
@@ -247,9 +252,7 @@ class Session : public std::enable_shared_from_this<Session> {
     deadline_.expires_after(lane->deadline);
     deadline_.async_wait([self = shared_from_this(), req, job, lane](beast::error_code ec) {
       if (ec || job->settled.exchange(true)) return;
-      spdlog::warn("http: {} {}: no answer from the {} lane within {} ms; answering 503",
-                   std::string(req->method_string()), loggable_target(req->target()), lane->name,
-                   lane->deadline.count());
+      log_missed_deadline(*lane);
       self->respond(*req, busy_response());
     });
     // The continuation takes over `self`, so the last reference to the
@@ -266,6 +269,16 @@ class Session : public std::enable_shared_from_this<Session> {
         self->respond(*req, std::move(*res));
       });
     });
+  }
+
+  static void log_missed_deadline(HttpLane& lane) {
+    ++lane.missed_since_log;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - lane.missed_logged_at < kMissedDeadlineLogEvery) return;
+    spdlog::warn("http: {} request(s) got no answer from the {} lane within {} ms; answered 503",
+                 lane.missed_since_log, lane.name, lane.deadline.count());
+    lane.missed_logged_at = now;
+    lane.missed_since_log = 0;
   }
 
   static HttpResponse run_handler(HttpLane& lane, const HttpRequest& req) {

@@ -81,6 +81,10 @@ struct HttpLane {
   std::chrono::milliseconds deadline{std::chrono::seconds(3)};
   // Requests handed over and not finished yet (any thread).
   std::atomic<std::size_t> queued{0};
+  // When a missed deadline of this lane was last logged (io thread only).
+  std::chrono::steady_clock::time_point missed_logged_at{};
+  // Missed deadlines since then, reported with the next log line.
+  std::size_t missed_since_log = 0;
 };
 
 // What a router decides on the io thread: an answer now (`response`), or the

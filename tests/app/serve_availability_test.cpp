@@ -5,6 +5,9 @@
 // Against a real PostgreSQL, reached through a TCP proxy in the test that
 // can stop forwarding (a silent link), or through a closed port (down).
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -281,6 +284,31 @@ TEST(ServeAvailability, OneClientHolding300ConnectionsCannotLockOutAFreshClient)
     const auto reply = http_call(serve.port(), "GET", "/healthz");
     EXPECT_EQ(reply.status, 200) << reply.body;
   }
+}
+
+TEST(ServeAvailability, LaneConnectionsCarryStatementTimeoutKeepalivesAndUserTimeout) {
+  mailer::testing::TestDatabase t("serve_conn");
+  db::DatabaseOptions o{t.url()};
+  o.statement_timeout = 1500ms;
+  o.dead_peer_timeout = 10s;
+  db::Database database(o);
+  const auto shown = database.transact(
+      [](pqxx::work& w) { return w.exec1("SHOW statement_timeout")[0].as<std::string>(); });
+  EXPECT_EQ(shown, "1500ms");
+  const int fd = database.connection().sock();
+  int keepalive = 0;
+  unsigned user_timeout = 0;
+  socklen_t len = sizeof keepalive;
+  ASSERT_EQ(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keepalive, &len), 0);
+  len = sizeof user_timeout;
+  ASSERT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, &len), 0);
+  EXPECT_EQ(keepalive, 1);
+  EXPECT_EQ(user_timeout, 10000u);
+  // A statement past the timeout is cut off by the server.
+  const auto start = Clock::now();
+  EXPECT_THROW(database.transact([](pqxx::work& w) { w.exec("SELECT pg_sleep(30)"); }),
+               pqxx::sql_error);
+  EXPECT_LT(Clock::now() - start, 10s);
 }
 
 TEST(ServeAvailability, UnmigratedOrOutdatedSchemaIsNotReady) {

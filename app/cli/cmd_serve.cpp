@@ -12,34 +12,41 @@
 namespace mailer::app {
 namespace {
 
-// How long one request keeps trying to reach a database that went away
-// before answering 503: long enough to ride out a reconnect after a server
-// restart, short enough that /healthz answers promptly while it is down.
-constexpr std::chrono::milliseconds kRequestReconnectFor{1500};
-
 // libpq waits for the operating system's TCP timeout (minutes) on a
-// database host that does not answer; every request would queue behind that
-// one connection attempt. Unless the environment says otherwise, give up
-// after this many seconds so that /healthz reports 503 promptly.
+// database host that does not answer. Unless the environment says
+// otherwise, a connection attempt gives up after this many seconds, so that
+// a lane is free again soon after its deadline has answered 503.
 constexpr const char* kConnectTimeoutSeconds = "5";
 
 struct ServeOptions {
   std::string listen;
+  std::string admin_listen;
 };
+
+// The endpoint of `flag` when given, else of the configuration `key`.
+boost::asio::ip::tcp::endpoint listen_address(const std::string& flag_value, const char* flag,
+                                              const std::string& config_value, const char* key) {
+  try {
+    return parse_listen_address(flag_value.empty() ? config_value : flag_value);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("{}: {}", flag_value.empty() ? key : flag, e.what()));
+  }
+}
+
+std::string url_of(const boost::asio::ip::tcp::endpoint& at) {
+  const std::string host =
+      at.address().is_v6() ? "[" + at.address().to_string() + "]" : at.address().to_string();
+  return fmt::format("http://{}:{}/", host, at.port());
+}
 
 int serve(Context& ctx, const ServeOptions& o) {
   const Config& config = ctx.config();
   HttpServiceOptions options;
-  const std::string listen = o.listen.empty() ? config.http.listen : o.listen;
-  try {
-    options.listen = parse_listen_address(listen);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(
-        fmt::format("{}: {}", o.listen.empty() ? "[http] listen" : "--listen", e.what()));
-  }
+  options.listen = listen_address(o.listen, "--listen", config.http.listen, "[http] listen");
+  options.admin_listen = listen_address(o.admin_listen, "--admin-listen", config.http.admin_listen,
+                                        "[http] admin_listen");
   options.codec = unsubscribe_codec(config);
   options.database = ctx.database_options();
-  options.database.reconnect_for = kRequestReconnectFor;
   options.database.application_name = "mailer serve";
   options.stop_on_signals = true;
   // A connect_timeout in the URL still wins over this default.
@@ -50,11 +57,9 @@ int serve(Context& ctx, const ServeOptions& o) {
   } catch (const std::system_error& e) {
     throw OperationalError(e.what());
   }
-  const auto at = service->local_endpoint();
-  const std::string host =
-      at.address().is_v6() ? "[" + at.address().to_string() + "]" : at.address().to_string();
-  spdlog::info("mailer serve: listening on http://{}:{}/ (database {})", host, at.port(),
+  spdlog::info("mailer serve: listening on {} (database {})", url_of(service->local_endpoint()),
                db::describe_conninfo(ctx.database_options().url));
+  spdlog::info("mailer serve: admin pages on {}", url_of(*service->admin_endpoint()));
   service->run();
   spdlog::info("mailer serve: stopped");
   return kExitOk;
@@ -66,11 +71,14 @@ void register_serve(CLI::App& root, Context& ctx, Action& action) {
   auto o = std::make_shared<ServeOptions>();
   CLI::App* sub = root.add_subcommand(
       "serve",
-      "HTTP surface: one-click unsubscribe (/u/TOKEN), /metrics, /healthz, dashboard (/); "
-      "SIGTERM/SIGINT stop it and exit 0");
+      "HTTP surface: one-click unsubscribe (/u/TOKEN) and /healthz on --listen; dashboard (/), "
+      "/metrics and /healthz on --admin-listen; SIGTERM/SIGINT stop it and exit 0");
   sub->add_option("--listen", o->listen,
                   "ADDR:PORT to listen on (default [http] listen, 127.0.0.1:8080; port 0 picks "
                   "a free one)");
+  sub->add_option("--admin-listen", o->admin_listen,
+                  "ADDR:PORT of the dashboard and /metrics (default [http] admin_listen, "
+                  "127.0.0.1:8081)");
   sub->callback([&ctx, &action, o] { action = [&ctx, o] { return serve(ctx, *o); }; });
 }
 

@@ -179,6 +179,11 @@ void read_http(ConfigReader r, HttpSettings& h) {
   if (h.listen.find(':') == std::string::npos) {
     r.fail("listen", fmt::format("expected ADDRESS:PORT, got {}", quote_value(h.listen)));
   }
+  h.admin_listen = r.get_string("admin_listen", h.admin_listen);
+  if (h.admin_listen.find(':') == std::string::npos) {
+    r.fail("admin_listen",
+           fmt::format("expected ADDRESS:PORT, got {}", quote_value(h.admin_listen)));
+  }
   r.reject_unknown();
 }
 

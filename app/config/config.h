@@ -131,8 +131,12 @@ struct DoctorSettings {
 
 // [http]
 struct HttpSettings {
-  // Address `mailer serve` listens on.
+  // Address `mailer serve` listens on: /u/TOKEN and /healthz.
   std::string listen = "127.0.0.1:8080";
+  // Address of the operator pages (/, /metrics, /healthz), which show
+  // campaign names and throttle state: loopback unless a trusted network
+  // needs them.
+  std::string admin_listen = "127.0.0.1:8081";
 };
 
 // [worker]: how `mailer run` uses the delivery queue and runs the scheduler.

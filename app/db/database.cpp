@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -109,6 +112,35 @@ std::vector<std::string> password_spellings(std::string_view url) {
   return out;
 }
 
+// Keepalive probes sent before a silent peer is declared dead.
+constexpr int kKeepaliveProbes = 3;
+
+// Applies DatabaseOptions::dead_peer_timeout to the connection's socket:
+// keepalives start after half of it and probe kKeepaliveProbes times over
+// the other half; tcp_user_timeout is all of it. A Unix socket has no TCP
+// to tune, and an option the system refuses leaves its default.
+void bound_dead_peer(pqxx::connection& c, std::chrono::milliseconds timeout) {
+  using std::chrono::duration_cast;
+  using std::chrono::seconds;
+  const int fd = c.sock();
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (timeout.count() <= 0 || fd < 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      (addr.ss_family != AF_INET && addr.ss_family != AF_INET6)) {
+    return;
+  }
+  const int idle = std::max<int>(1, static_cast<int>(duration_cast<seconds>(timeout / 2).count()));
+  const int interval = std::max(1, idle / kKeepaliveProbes);
+  const int on = 1;
+  const auto user_timeout = static_cast<unsigned>(timeout.count());
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &kKeepaliveProbes, sizeof kKeepaliveProbes);
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+}
+
 }  // namespace
 
 std::string redact_conninfo(std::string_view text, std::string_view url) {
@@ -198,6 +230,10 @@ void Database::connect_once() {
     std::string url = options_.url;
     auto c = std::make_unique<pqxx::connection>(url);
     c->set_variable("application_name", c->quote(options_.application_name));
+    if (options_.statement_timeout.count() > 0) {
+      c->set_variable("statement_timeout", std::to_string(options_.statement_timeout.count()));
+    }
+    bound_dead_peer(*c, options_.dead_peer_timeout);
     for (const auto& [name, sql] : statements_) c->prepare(name, sql);
     conn_ = std::move(c);
   } catch (const pqxx::broken_connection& e) {

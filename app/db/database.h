@@ -43,6 +43,14 @@ struct DatabaseOptions {
   std::chrono::milliseconds reconnect_for{std::chrono::seconds(60)};
   // application_name shown in pg_stat_activity.
   std::string application_name = "mailer";
+  // statement_timeout of the session: the server cancels a statement that
+  // runs longer (pqxx::sql_error, SQLSTATE 57014). Zero: the server's own.
+  std::chrono::milliseconds statement_timeout{0};
+  // How long an established connection whose server went silent (host
+  // down, link cut) may go unnoticed: TCP keepalives probe it when idle and
+  // tcp_user_timeout bounds unacknowledged data, after which libpq reports a
+  // broken connection. Zero: the operating system's defaults (hours).
+  std::chrono::milliseconds dead_peer_timeout{0};
 };
 
 class Database {

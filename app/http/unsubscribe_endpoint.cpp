@@ -205,16 +205,16 @@ bool UnsubscribeEndpoint::suppress(const sender::DeliveryIdentity& who) {
   return added > 0;
 }
 
-HttpResponse UnsubscribeEndpoint::handle(const HttpRequest& req, std::string_view token) {
-  const bool get = req.method() == http::verb::get;
+std::optional<HttpResponse> answer_unsubscribe_without_database(
+    const HttpRequest& req, std::string_view token, const sender::UnsubscribeTokenCodec& codec) {
+  const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
   if (!get && req.method() != http::verb::post) {
     HttpResponse res =
         text_response(http::status::method_not_allowed, "method not allowed\n", req.version());
-    res.set(http::field::allow, "GET, POST");
+    res.set(http::field::allow, "GET, HEAD, POST");
     return res;
   }
-  const auto who = codec_->Verify(token);
-  if (!who) {
+  if (!codec.Verify(token)) {
     return text_response(http::status::bad_request, "invalid unsubscribe link\n", req.version());
   }
   if (get) return confirmation_page(req);
@@ -230,7 +230,12 @@ HttpResponse UnsubscribeEndpoint::handle(const HttpRequest& req, std::string_vie
     case OneClickBody::kOneClick:
       break;
   }
-  suppress(*who);
+  return std::nullopt;
+}
+
+HttpResponse UnsubscribeEndpoint::handle(const HttpRequest& req, std::string_view token) {
+  if (auto answer = answer_unsubscribe_without_database(req, token, *codec_)) return *answer;
+  suppress(*codec_->Verify(token));
   return done_page(req);
 }
 

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "app/db/database.h"
@@ -31,6 +32,14 @@ enum class OneClickBody {
 
 // Reads a POST body of Content-Type `content_type`. Never throws.
 OneClickBody parse_one_click_body(std::string_view content_type, std::string_view body);
+
+// The answer to `req`, whose path is /u/ followed by `token`, when it needs
+// no database: the confirmation page (GET, HEAD), 405, 400 for a token that
+// does not verify or a body without One-Click, 415. nullopt for a valid
+// one-click POST, which UnsubscribeEndpoint::handle() answers. Never
+// touches a database; safe on any thread.
+std::optional<HttpResponse> answer_unsubscribe_without_database(
+    const HttpRequest& req, std::string_view token, const sender::UnsubscribeTokenCodec& codec);
 
 class UnsubscribeEndpoint {
  public:

@@ -248,8 +248,8 @@ TEST(DeployCompose, EntrypointIsValidShellThatExecsMailer) {
 TEST(DeployPrometheus, ScrapesTheMetricsPath) {
   const std::string text = read("deploy/prometheus.yml");
   EXPECT_NE(text.find("metrics_path: /metrics"), std::string::npos);
-  EXPECT_NE(text.find("\"127.0.0.1:8080\""), std::string::npos);  // [http] listen default
-  EXPECT_EQ(Config{}.http.listen, "127.0.0.1:8080");
+  EXPECT_NE(text.find("\"127.0.0.1:8081\""), std::string::npos);  // [http] admin_listen default
+  EXPECT_EQ(Config{}.http.admin_listen, "127.0.0.1:8081");
 }
 
 }  // namespace

@@ -146,7 +146,7 @@ TEST_F(ServeDashboardTest, HeadlessChromiumRendersAChartPerProviderAndSavesAScre
   mailer::testing::ServeProcess serve(t_.url(), dir);
   const auto port = serve.wait_listening();
   ASSERT_TRUE(port) << serve.process().err();
-  const std::string url = fmt::format("http://127.0.0.1:{}/", *port);
+  const std::string url = fmt::format("http://127.0.0.1:{}/", serve.admin_port());
 
   auto args = chromium_args(dir + "/profile-dom");
   args.push_back("--dump-dom");

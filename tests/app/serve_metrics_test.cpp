@@ -89,7 +89,7 @@ TEST_F(ServeMetricsTest, MetricsParseAndCarryTheDatabaseValues) {
                               {"gmail", "ip-1", "recipient_tempfail", 2},
                               {"gmail", "ip-1", "hard_bounce", 3}});
 
-  const auto reply = http_call(serve_.port(), "GET", "/metrics");
+  const auto reply = http_call(serve_.admin_port(), "GET", "/metrics");
   ASSERT_EQ(reply.status, 200);
   EXPECT_EQ(reply.headers.at("content-type"), kPrometheusContentType);
   const auto m = parse_exposition(reply.body);
@@ -125,7 +125,7 @@ TEST_F(ServeMetricsTest, MetricsParseAndCarryTheDatabaseValues) {
 }
 
 TEST_F(ServeMetricsTest, EmptyDatabaseGivesAnnouncedFamiliesWithoutSamples) {
-  const auto reply = http_call(serve_.port(), "GET", "/metrics");
+  const auto reply = http_call(serve_.admin_port(), "GET", "/metrics");
   ASSERT_EQ(reply.status, 200);
   EXPECT_TRUE(parse_exposition(reply.body).empty());
   EXPECT_NE(reply.body.find("# TYPE mailer_accepted_total counter"), std::string::npos);
@@ -144,7 +144,7 @@ TEST_F(ServeMetricsTest, DashboardServesEveryRangeWithCampaignProgressAndAStrict
                             "INSERT INTO throttle_history (provider, egress, rate) VALUES "
                             "('gmail', 'default', 20)");
   for (const char* range : {"", "?range=15m", "?range=6h", "?range=24h", "?range=7d"}) {
-    const auto reply = http_call(serve_.port(), "GET", std::string("/") + range);
+    const auto reply = http_call(serve_.admin_port(), "GET", std::string("/") + range);
     ASSERT_EQ(reply.status, 200) << range;
     EXPECT_NE(reply.headers.at("content-security-policy").find("default-src 'none'"),
               std::string::npos);
@@ -159,7 +159,7 @@ TEST(ServeHealth, HealthzAnswers503WhenTheDatabaseIsUnreachable) {
   mailer::testing::InProcessServe serve(
       fmt::format("postgresql://mailer@127.0.0.1:{}/mailer?connect_timeout=2", port));
   for (const char* path : {"/healthz", "/metrics", "/"}) {
-    const auto reply = http_call(serve.port(), "GET", path);
+    const auto reply = http_call(serve.admin_port(), "GET", path);
     EXPECT_EQ(reply.status, 503) << path;
     EXPECT_EQ(reply.body.find("127.0.0.1"), std::string::npos) << "no details leak: " << path;
   }

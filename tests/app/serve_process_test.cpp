@@ -22,7 +22,8 @@ TEST(ServeProcess, AnswersAndExitsZeroOnSigtermAndSigint) {
     const auto port = serve.wait_listening();
     ASSERT_TRUE(port) << serve.process().err();
     EXPECT_EQ(http_call(*port, "GET", "/healthz").status, 200);
-    EXPECT_EQ(http_call(*port, "GET", "/metrics").status, 200);
+    EXPECT_EQ(http_call(serve.admin_port(), "GET", "/metrics").status, 200);
+    EXPECT_EQ(http_call(*port, "GET", "/metrics").status, 404) << "admin pages stay off /u/'s port";
     serve.process().signal(sig);
     EXPECT_EQ(serve.process().wait(10s), 0) << serve.process().err();
     std::filesystem::remove_all(dir);

@@ -26,6 +26,7 @@ HttpLimits test_limits() {
   l.max_body_bytes = 16 * 1024;
   l.max_header_bytes = 4 * 1024;
   l.max_connections = 4;
+  l.max_requests_per_connection = 3;
   return l;
 }
 
@@ -83,12 +84,12 @@ class ServeRobustnessTest : public ::testing::Test {
 
 TEST_F(ServeRobustnessTest, UnknownPathIs404AndWrongMethodIs405) {
   EXPECT_EQ(http_call(serve_.port(), "GET", "/nope").status, 404);
-  EXPECT_EQ(http_call(serve_.port(), "GET", "/metrics/../etc/passwd").status, 404);
-  const auto reply = http_call(serve_.port(), "DELETE", "/metrics");
+  EXPECT_EQ(http_call(serve_.admin_port(), "GET", "/metrics/../etc/passwd").status, 404);
+  const auto reply = http_call(serve_.admin_port(), "DELETE", "/metrics");
   EXPECT_EQ(reply.status, 405);
-  EXPECT_EQ(reply.headers.at("allow"), "GET");
+  EXPECT_EQ(reply.headers.at("allow"), "GET, HEAD");
   EXPECT_EQ(http_call(serve_.port(), "POST", "/healthz", "x").status, 405);
-  EXPECT_EQ(http_call(serve_.port(), "GET", "/?range=1y").status, 400);
+  EXPECT_EQ(http_call(serve_.admin_port(), "GET", "/?range=1y").status, 400);
 }
 
 TEST_F(ServeRobustnessTest, OversizedBodyIs413WithoutReadingIt) {
@@ -180,6 +181,105 @@ TEST_F(ServeRobustnessTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer;
   EXPECT_NE(answer.find("HTTP/1.1 404"), std::string::npos) << answer;
   EXPECT_TRUE(closed);
+}
+
+TEST_F(ServeRobustnessTest, TransferEncodingNotEndingInChunkedIs400AndNothingIsSmuggled) {
+  for (const char* framing : {"Transfer-Encoding: gzip\r\n", "Transfer-Encoding: chunked, gzip\r\n",
+                              "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"}) {
+    RawClient c(serve_.port());
+    c.send(std::string("POST /u/x HTTP/1.1\r\nHost: t\r\n") + framing +
+           "Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+           "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    bool closed = false;
+    const auto answer = c.read_until_closed(std::chrono::seconds(3), closed);
+    EXPECT_EQ(answer.rfind("HTTP/1.1 400", 0), 0u) << framing << answer;
+    EXPECT_EQ(answer.find("HTTP/1.1", 1), std::string::npos) << "a second answer: " << answer;
+    EXPECT_TRUE(closed) << framing;
+  }
+  expect_still_serving();
+}
+
+TEST_F(ServeRobustnessTest, AConnectionIsClosedAfterItsRequestAllowance) {
+  RawClient c(serve_.port());
+  std::string four;
+  for (int i = 0; i < 4; ++i) four += "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+  c.send(four);
+  bool closed = false;
+  const auto answer = c.read_until_closed(std::chrono::seconds(3), closed);
+  std::size_t answers = 0;
+  for (auto at = answer.find("HTTP/1.1 200"); at != std::string::npos;
+       at = answer.find("HTTP/1.1 200", at + 1)) {
+    ++answers;
+  }
+  EXPECT_EQ(answers, 3u) << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+  EXPECT_TRUE(closed);
+}
+
+// Sends `request` on a fresh connection and returns all of the answer.
+std::string raw_exchange(unsigned short port, const std::string& request) {
+  RawClient c(port);
+  c.send(request);
+  bool closed = false;
+  return c.read_until_closed(std::chrono::seconds(3), closed);
+}
+
+TEST_F(ServeRobustnessTest, HeadHostAbsoluteFormExpectAndOptionsFollowTheRfc) {
+  const std::string token = mailer::testing::serve_codec()->Issue({1, 1, 1});
+  // HEAD: the GET answer's headers, no body.
+  const auto head = raw_exchange(
+      serve_.port(), "HEAD /u/" + token + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  EXPECT_NE(head.find("Content-Length: "), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Length: 0"), std::string::npos) << head;
+  EXPECT_EQ(head.size(), head.find("\r\n\r\n") + 4) << "no body: " << head;
+  // Host: exactly one in HTTP/1.1.
+  EXPECT_EQ(raw_exchange(serve_.port(), "GET /healthz HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 400", 0),
+            0u);
+  EXPECT_EQ(raw_exchange(serve_.port(), "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+                .rfind("HTTP/1.1 400", 0),
+            0u);
+  EXPECT_EQ(raw_exchange(serve_.port(), "GET /healthz HTTP/1.0\r\n\r\n").rfind("HTTP/1.0 200", 0),
+            0u);
+  // Absolute form: the path counts.
+  const auto absolute = raw_exchange(
+      serve_.port(), "GET http://mail.example.com/u/" + token +
+                         " HTTP/1.1\r\nHost: mail.example.com\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(absolute.rfind("HTTP/1.1 200", 0), 0u) << absolute;
+  EXPECT_NE(absolute.find("<form"), std::string::npos);
+  // OPTIONS *: what the server allows.
+  const auto options =
+      raw_exchange(serve_.port(), "OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(options.rfind("HTTP/1.1 200", 0), 0u) << options;
+  EXPECT_NE(options.find("Allow: GET, HEAD, POST, OPTIONS"), std::string::npos) << options;
+  // Expect: 100-continue is answered before the body is sent.
+  RawClient c(serve_.port());
+  const std::string body = "List-Unsubscribe=One-Click";
+  c.send(
+      fmt::format("POST /u/x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                  "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+                  body.size()));
+  bool closed = false;
+  const auto interim = c.read_until_closed(std::chrono::milliseconds(500), closed);
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  c.send(body);
+  const auto final_answer = c.read_until_closed(std::chrono::seconds(3), closed);
+  EXPECT_EQ(final_answer.rfind("HTTP/1.1 400", 0), 0u) << final_answer;
+}
+
+TEST(ServeLogging, LoggedTargetsAreAsciiAndCarryNoToken) {
+  const std::string token = mailer::testing::serve_codec()->Issue({7, 8, 9});
+  for (const std::string& target :
+       {"/u/" + token, "//u/" + token, "/U/" + token, "/x/" + token, "/%75/" + token,
+        "http://h/u/" + token + "?a=b", "/u/" + token.substr(0, 10)}) {
+    const auto logged = loggable_target(target);
+    EXPECT_EQ(logged.find(token.substr(0, 10)), std::string::npos) << logged;
+  }
+  EXPECT_EQ(loggable_target("/a\xff\x01\"b/metrics"), "/a\\xff\\x01\\x22b/metrics");
+  EXPECT_EQ(loggable_target("/nope?x=1"), "/nope?x=1");
+  for (unsigned char c : loggable_target(std::string("/\xc3\x28\xa0\xa1\x00z", 7))) {
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << static_cast<int>(c);
+  }
 }
 
 }  // namespace

@@ -33,29 +33,36 @@ inline std::shared_ptr<const sender::UnsubscribeTokenCodec> serve_codec() {
   return std::make_shared<sender::UnsubscribeTokenCodec>(kServeSecret);
 }
 
-// An HttpService on 127.0.0.1 (a free port), served by a thread of its own.
+// An HttpService on 127.0.0.1 (free ports for the public and the admin
+// listener), served by a thread of its own.
 class InProcessServe {
  public:
   explicit InProcessServe(const std::string& database_url, app::HttpLimits limits = {}) {
     app::HttpServiceOptions o;
     o.listen = {boost::asio::ip::make_address("127.0.0.1"), 0};
+    o.admin_listen = boost::asio::ip::tcp::endpoint{boost::asio::ip::make_address("127.0.0.1"), 0};
     o.limits = limits;
     o.database.url = database_url;
     o.database.reconnect_for = std::chrono::milliseconds(0);
     o.codec = serve_codec();
     service_ = std::make_unique<app::HttpService>(std::move(o));
     port_ = service_->local_endpoint().port();
+    admin_port_ = service_->admin_endpoint()->port();
     thread_ = std::thread([this] { service_->run(); });
   }
   ~InProcessServe() {
     service_->stop();
     thread_.join();
   }
+  // The public listener: /u/TOKEN and /healthz.
   unsigned short port() const { return port_; }
+  // The admin listener: /, /metrics and /healthz.
+  unsigned short admin_port() const { return admin_port_; }
 
  private:
   std::unique_ptr<app::HttpService> service_;
   unsigned short port_ = 0;
+  unsigned short admin_port_ = 0;
   std::thread thread_;
 };
 
@@ -100,15 +107,17 @@ inline HttpReply http_call(unsigned short port, const std::string& method,
   return r;
 }
 
-// The `mailer serve` binary on a free loopback port, with a configuration
-// file of its own. The port is read from its "listening on" log line.
+// The `mailer serve` binary on free loopback ports, with a configuration
+// file of its own. The ports are read from its log lines.
 class ServeProcess {
  public:
   ServeProcess(const std::string& database_url, const std::string& dir, bool with_secret = true) {
     const std::string secret_file = dir + "/unsubscribe.key";
     write_file(secret_file, kServeSecret + "\n");
-    std::string config =
-        fmt::format("[database]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n", database_url);
+    std::string config = fmt::format(
+        "[database]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
+        "admin_listen = \"127.0.0.1:0\"\n",
+        database_url);
     if (with_secret) config += fmt::format("[unsubscribe]\nsecret_file = \"{}\"\n", secret_file);
     write_file(dir + "/mailer.toml", config);
     process_ = std::make_unique<WorkerProcess>(
@@ -121,12 +130,15 @@ class ServeProcess {
   std::optional<unsigned short> wait_listening(
       std::chrono::seconds limit = std::chrono::seconds(20)) {
     const std::regex line(R"(listening on http://127\.0\.0\.1:(\d+)/)");
+    const std::regex admin(R"(admin pages on http://127\.0\.0\.1:(\d+)/)");
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
       std::smatch m;
+      std::smatch a;
       const std::string err = process_->err();
-      if (std::regex_search(err, m, line)) {
+      if (std::regex_search(err, m, line) && std::regex_search(err, a, admin)) {
         port_ = static_cast<unsigned short>(std::stoi(m[1]));
+        admin_port_ = static_cast<unsigned short>(std::stoi(a[1]));
         return port_;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -135,11 +147,13 @@ class ServeProcess {
   }
 
   unsigned short port() const { return port_; }
+  unsigned short admin_port() const { return admin_port_; }
   WorkerProcess& process() { return *process_; }
 
  private:
   std::unique_ptr<WorkerProcess> process_;
   unsigned short port_ = 0;
+  unsigned short admin_port_ = 0;
 };
 
 // A free TCP port on 127.0.0.1 with nothing listening on it (bound, then

@@ -221,6 +221,25 @@ void Database::disconnect() {
   conn_.reset();
 }
 
+namespace {
+// libpq refuses a connection option's value only once it connects ("invalid
+// sslmode value: ...", "invalid integer value "abc" for connection option
+// "port""): configuration, not the network, so it is never retried.
+bool is_option_value_error(std::string_view message) {
+  for (std::size_t at = message.find("invalid "); at != std::string_view::npos;
+       at = message.find("invalid ", at + 1)) {
+    const std::string_view rest = message.substr(at + 8, 40);
+    const std::size_t value = rest.find("value");
+    if (value != std::string_view::npos &&
+        rest.substr(0, value).find_first_not_of("abcdefghijklmnopqrstuvwxyz_ ") ==
+            std::string_view::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
 void Database::connect_once() {
   conn_.reset();
   if (auto error = conninfo_syntax_error(options_.url)) {
@@ -237,6 +256,10 @@ void Database::connect_once() {
     for (const auto& [name, sql] : statements_) c->prepare(name, sql);
     conn_ = std::move(c);
   } catch (const pqxx::broken_connection& e) {
+    if (is_option_value_error(e.what())) {
+      throw ConnectionStringError(
+          redact_conninfo("invalid database URL: " + first_line(e.what()), options_.url));
+    }
     throw ConnectionError(redact_conninfo(
         fmt::format("cannot connect to PostgreSQL ({}): {}", describe(), first_line(e.what())),
         options_.url));

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/support/process.h"
 
@@ -50,6 +52,25 @@ TEST(ConfigProcess, MalformedDatabaseUrlExitsTwoAtOnceWithoutThePassword) {
             std::string::npos)
       << r.err;
   EXPECT_EQ(r.err.find("Secret"), std::string::npos) << r.err;
+  std::filesystem::remove_all(dir);
+}
+
+// Values libpq refuses only when it connects are configuration too: refused at
+// once, not retried as if the server were down.
+TEST(ConfigProcess, DatabaseUrlOptionValuesLibpqRefusesExitTwoAtOnce) {
+  const std::string dir = mailer::testing::make_temp_dir("badopt");
+  mailer::testing::write_file(dir + "/empty.toml", "");
+  for (const auto& [url, says] : std::vector<std::pair<std::string, std::string>>{
+           {"postgresql://u:Secret@127.0.0.1:1/db?sslmode=bogus", "invalid sslmode value"},
+           {"postgresql://u:Secret@127.0.0.1:abc/db", "invalid integer value \"abc\""},
+           {"host=127.0.0.1 port=1 password=Secret connect_timeout=x", "\"connect_timeout\""}}) {
+    SCOPED_TRACE(url);
+    const ProcessResult r =
+        refused({"--config", dir + "/empty.toml", "lists", "list"}, {{"MAILER_DATABASE_URL", url}});
+    EXPECT_NE(r.err.find("invalid database URL: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("Secret"), std::string::npos) << r.err;
+  }
   std::filesystem::remove_all(dir);
 }
 

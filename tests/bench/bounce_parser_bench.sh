@@ -12,11 +12,8 @@ build="${1:-$root/build/release}"
 seconds="${2:-3}"
 corpus="${3:-$root/tests/data/bounces}"
 
-cmake --build "$build" --target lists >/dev/null
-out="$build/tests/bench"
-mkdir -p "$out"
-c++ -std=c++20 -O2 -I"$root" "$root/tests/bench/bounce_parser_bench.cpp" \
-  "$build/lists/liblists.a" -o "$out/bounce_parser_bench"
+cmake --build "$build" --target bounce_parser_bench >/dev/null
+out="$build/tests"
 mapfile -t files < <(find "$corpus" -type f | sort)
 taskset -c 0 "$out/bounce_parser_bench" --bench "$seconds" "${files[@]}" 2>/dev/null ||
   "$out/bounce_parser_bench" --bench "$seconds" "${files[@]}"

@@ -32,6 +32,16 @@ using throttle::SmtpReply;
 using throttle::SmtpStage;
 using Clock = std::chrono::steady_clock;
 
+// A completion reply (RFC 5321 §4.2.1: 2yz).
+bool completed(const SmtpReply& reply) {
+  return reply.code >= 200 && reply.code < 300;
+}
+
+// An intermediate reply where only completion or failure may come.
+bool is_out_of_class(const SmtpReply& reply) {
+  return reply.code >= 300 && reply.code < 400;
+}
+
 SmtpReply local_reply(int code, std::string enhanced, std::string text, SmtpStage stage) {
   SmtpReply r;
   r.code = code;
@@ -208,6 +218,7 @@ class SmtpClient::Session : public std::enable_shared_from_this<Session> {
   void fail(const beast::error_code& ec, SmtpStage stage);
   void fail_local(SmtpOutcome outcome, SmtpReply reply, std::string error);
   void reject(ReceivedReply r);
+  void out_of_class(const SmtpReply& reply, std::string_view command);
   void complete(SmtpResult result);
   void pump();
 
@@ -369,6 +380,15 @@ void SmtpClient::Session::fail_local(SmtpOutcome outcome, SmtpReply reply, std::
   result.error = std::move(error);
   close();
   complete(std::move(result));
+}
+
+// MAIL, RCPT and the end of data complete with 2xx or fail with 4xx/5xx; a
+// 3xx there (or a code the dialogue cannot hold) means the server and the
+// client no longer agree on where they are: nothing counts as accepted, the
+// connection is closed, and the message is deferred.
+void SmtpClient::Session::out_of_class(const SmtpReply& reply, std::string_view command) {
+  fail_local(SmtpOutcome::kProtocolError, local_reply(421, "4.5.0", "", reply.stage),
+             "unexpected reply to " + std::string(command) + ": " + throttle::one_line(reply));
 }
 
 void SmtpClient::Session::reject(ReceivedReply r) {
@@ -680,7 +700,8 @@ void SmtpClient::Session::begin_mail() {
 }
 
 void SmtpClient::Session::on_mail(ReceivedReply r) {
-  bool accepted = r.reply.positive();
+  if (is_out_of_class(r.reply)) return out_of_class(r.reply, "MAIL");
+  bool accepted = completed(r.reply);
   if (accepted) transaction_open_ = true;
   // 421: the server closes now; the replies to the rest of a group never come.
   if (r.cut_short || r.reply.code == 421) return reject(std::move(r));
@@ -700,6 +721,7 @@ void SmtpClient::Session::read_next_rcpt() {
 }
 
 void SmtpClient::Session::on_rcpt(ReceivedReply r) {
+  if (is_out_of_class(r.reply)) return out_of_class(r.reply, "RCPT");
   if (r.cut_short || r.reply.code == 421) return reject(std::move(r));
   result_.recipients.push_back(RecipientReply{message_.recipients[rcpt_index_], r.reply});
   ++rcpt_index_;
@@ -729,7 +751,7 @@ void SmtpClient::Session::after_rcpts() {
 // The transaction ends without content: MAIL or every RCPT was refused (the
 // first refusal is the result), or DATA was.
 void SmtpClient::Session::end_unaccepted(std::optional<ReceivedReply> data_reply) {
-  if (mail_reply_ && !mail_reply_->reply.positive()) return reject(std::move(*mail_reply_));
+  if (mail_reply_ && !completed(mail_reply_->reply)) return reject(std::move(*mail_reply_));
   if (!any_recipient_accepted()) {
     for (const RecipientReply& rr : result_.recipients) {
       if (!rr.accepted()) return reject(ReceivedReply{rr.reply, false});
@@ -741,7 +763,7 @@ void SmtpClient::Session::end_unaccepted(std::optional<ReceivedReply> data_reply
 }
 
 void SmtpClient::Session::on_data(ReceivedReply r) {
-  bool can_send = mail_reply_ && mail_reply_->reply.positive() && any_recipient_accepted();
+  bool can_send = mail_reply_ && completed(mail_reply_->reply) && any_recipient_accepted();
   if (r.reply.code != 354) {
     if (r.cut_short || r.reply.code == 421) return reject(std::move(r));
     return end_unaccepted(can_send ? std::optional<ReceivedReply>(std::move(r)) : std::nullopt);
@@ -780,7 +802,8 @@ void SmtpClient::Session::write_content(std::size_t offset) {
 void SmtpClient::Session::on_end_of_data(ReceivedReply r) {
   transaction_open_ = false;
   result_.end_of_data = r.reply;
-  if (!r.reply.positive()) return reject(std::move(r));
+  if (is_out_of_class(r.reply)) return out_of_class(r.reply, "the end of data");
+  if (!completed(r.reply)) return reject(std::move(r));
   SmtpResult result = std::move(result_);
   result.outcome = SmtpOutcome::kOk;
   result.reply = std::move(r.reply);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -23,9 +24,13 @@ using asio::ip::tcp;
 using namespace mailer::sender;
 
 namespace {
+#define require(x) require_at((x), #x, __LINE__)
 
-void require(bool ok) {
-  if (!ok) std::abort();
+// Aborts naming the broken promise, so a finding says which one.
+void require_at(bool ok, const char* what, int line) {
+  if (ok) return;
+  std::fprintf(stderr, "smtp_client_fuzz.cpp:%d: broken: %s\n", line, what);
+  std::abort();
 }
 
 // Writes `script`, half-closes, and reads until the client closes.

@@ -666,6 +666,38 @@ TEST_F(SmtpClientTest, ConnectionDroppedMidDataIsADeferralNeverASend) {
   settle(peer);
 }
 
+// Found by the client's fuzz target: a 3xx after the final dot counted as
+// accepted. Only 2xx completes MAIL, RCPT and the end of data; anything else
+// of class 3 means the dialogue is out of step: a deferral, never a send.
+TEST_F(SmtpClientTest, IntermediateReplyWhereACompletionIsDueIsADeferralNeverASend) {
+  for (const std::string stage : {"RCPT", "EOD"}) {
+    SCOPED_TRACE(stage);
+    std::vector<Step> script = opening(kEhloPlain);
+    script.push_back(expect("MAIL"));
+    script.push_back(reply("250 Ok\r\n"));
+    script.push_back(expect("RCPT"));
+    if (stage == "RCPT") {
+      script.push_back(reply("350 Go on\r\n"));
+    } else {
+      script.push_back(reply("250 Ok\r\n"));
+      script.push_back(expect("DATA"));
+      script.push_back(reply("354 Go\r\n"));
+      script.push_back(data());
+      script.push_back(reply("350 Ok\r\n"));
+    }
+    ScriptedPeer peer(io_, script, /*lockstep=*/true);
+    auto client = make_client();
+    ASSERT_TRUE(connect(*client, peer).ok());
+    SmtpResult r = send(*client, message());
+    EXPECT_EQ(r.outcome, SmtpOutcome::kProtocolError) << r.error;
+    EXPECT_FALSE(r.ok());
+    EXPECT_TRUE(r.deferral());
+    EXPECT_NE(r.error.find("350"), std::string::npos) << r.error;
+    EXPECT_FALSE(client->usable());
+    settle(peer);
+  }
+}
+
 TEST_F(SmtpClientTest, StalledServerHitsTheStageTimeout) {
   ScriptedPeer peer(
       io_, opening(kEhloPlain) +

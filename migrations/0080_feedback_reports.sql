@@ -25,3 +25,16 @@ CREATE INDEX feedback_reports_soft_idx ON feedback_reports (email_key, received_
 
 -- Why a campaign paused itself (the guard); NULL when an operator paused it.
 ALTER TABLE campaigns ADD COLUMN pause_reason text;
+
+-- A reason belongs to one pause: leaving `paused` (resume, cancel) clears it,
+-- so a later pause by an operator never shows an old guard reason.
+CREATE FUNCTION campaigns_clear_pause_reason() RETURNS trigger AS $$
+BEGIN
+  IF NEW.status <> 'paused' THEN
+    NEW.pause_reason := NULL;
+  END IF;
+  RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER campaigns_clear_pause_reason BEFORE UPDATE OF status ON campaigns
+  FOR EACH ROW EXECUTE FUNCTION campaigns_clear_pause_reason();

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "sender/unsubscribe_token.h"
 #include "sender/verp.h"
 #include "tests/app/queue_seed.h"
 #include "tests/support/pg_fixture.h"
@@ -71,6 +72,23 @@ std::string redacted_complaint(const std::string& id, const std::string& return_
          return_path +
          ">\r\nFrom: News <news@example.com>\r\nTo: <redacted>\r\nSubject: Hello\r\n\r\nHi\r\n"
          "--F--\r\n";
+}
+
+// A complaint with the recipient redacted and no return path: only the
+// List-Unsubscribe token of the quoted message names the delivery.
+std::string token_complaint(const std::string& id, const std::string& token) {
+  return "From: staff@hotmail.com\r\nTo: fbl@example.com\r\nSubject: complaint\r\n"
+         "Message-ID: <" +
+         id +
+         "@feedback.example.net>\r\nMIME-Version: 1.0\r\n"
+         "Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n"
+         "--F\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n\r\n"
+         "--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
+         "User-Agent: Microsoft JMRP/1.0\r\nVersion: 1\r\n\r\n"
+         "--F\r\nContent-Type: message/rfc822\r\n\r\nFrom: News <news@example.com>\r\n"
+         "To: <redacted>\r\nSubject: Hello\r\nMessage-ID: <x.y@example.com>\r\n"
+         "List-Unsubscribe: <https://mail.example.com/u/" +
+         token + ">\r\n\r\nHi\r\n--F--\r\n";
 }
 
 std::string auto_reply(const std::string& id, const std::string& from, const std::string& to) {
@@ -288,6 +306,25 @@ TEST_F(BouncesCliTest, IngestReadsOneMessageOnStdinAndOneFile) {
   EXPECT_EQ(state_of(ids_[1]), "bounced");
 }
 
+TEST_F(BouncesCliTest, RedactedComplaintFindsItsDeliveryThroughTheUnsubscribeToken) {
+  const auto campaign = sent_campaign(3);
+  const auto recipient = query_int(
+      t_.url(), "SELECT recipient_id FROM deliveries WHERE id = " + std::to_string(ids_[1]));
+  const sender::UnsubscribeTokenCodec tokens(kSecret);
+  const std::string good = tokens.Issue({ids_[1], campaign, recipient});
+  std::string forged = tokens.Issue({ids_[2], campaign, recipient + 1});
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  write_file(dir_ + "/good.eml", token_complaint("k1", good));
+  write_file(dir_ + "/forged.eml", token_complaint("k2", forged));
+  ASSERT_EQ(mailer({"bounces", "ingest", dir_ + "/good.eml"}).exit_code, 0);
+  auto r = mailer({"bounces", "ingest", dir_ + "/forged.eml", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["unmatched"], 1);
+  EXPECT_EQ(suppression_of(emails_[1]), "complaint");
+  EXPECT_EQ(suppression_of(emails_[2]), "");
+  EXPECT_EQ(show(campaign)["feedback"]["complaints"], 1);
+}
+
 TEST_F(BouncesCliTest, IngestBadInputExitsTwoNamingIt) {
   auto missing = mailer({"bounces", "ingest", dir_ + "/missing.eml"});
   EXPECT_EQ(missing.exit_code, 2);
@@ -309,6 +346,12 @@ TEST_F(BouncesCliTest, GuardPausesARunningCampaignPastItsComplaintRate) {
   const nlohmann::json j = show(campaign);
   EXPECT_EQ(j["status"], "paused");
   EXPECT_NE(j["pause_reason"].get<std::string>().find("max_complaint_rate"), std::string::npos);
+  // An operator resumes it; the reason goes with the pause.
+  auto resumed = mailer({"campaign", "resume", std::to_string(campaign)});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_FALSE(show(campaign).contains("pause_reason"));
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM campaigns WHERE pause_reason IS NOT NULL"),
+            0);
 }
 
 TEST_F(BouncesCliTest, GuardLeavesACampaignBelowMinSent) {

@@ -325,6 +325,30 @@ TEST_F(BouncesCliTest, RedactedComplaintFindsItsDeliveryThroughTheUnsubscribeTok
   EXPECT_EQ(show(campaign)["feedback"]["complaints"], 1);
 }
 
+// A bounce forwarded to a plain address (no VERP) that quotes our
+// Message-ID: believed only for the recipient the delivery was sent to.
+TEST_F(BouncesCliTest, ForwardedBounceFallsBackToOurMessageIdForItsOwnRecipient) {
+  const auto campaign = sent_campaign(3);
+  auto forwarded = [&](const std::string& id, std::int64_t delivery, const std::string& rcpt) {
+    std::string m =
+        dsn(id, "postmaster@example.com", rcpt, "failed", "5.1.1", "550 5.1.1 user unknown");
+    const std::string quoted = "Return-Path: <postmaster@example.com>\r\n";
+    m.replace(m.find(quoted), quoted.size(),
+              quoted + "Message-ID: <" + std::to_string(delivery) + "." + std::to_string(campaign) +
+                  "@example.com>\r\n");
+    return m;
+  };
+  write_file(dir_ + "/own.eml", forwarded("f1", ids_[0], emails_[0]));
+  write_file(dir_ + "/other.eml", forwarded("f2", ids_[1], emails_[2]));
+  ASSERT_EQ(mailer({"bounces", "ingest", dir_ + "/own.eml"}).exit_code, 0);
+  auto r = mailer({"bounces", "ingest", dir_ + "/other.eml", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["unmatched"], 1);
+  EXPECT_EQ(state_of(ids_[0]), "bounced");
+  EXPECT_EQ(state_of(ids_[1]), "sent");
+  EXPECT_EQ(suppression_of(emails_[2]), "");
+}
+
 TEST_F(BouncesCliTest, IngestBadInputExitsTwoNamingIt) {
   auto missing = mailer({"bounces", "ingest", dir_ + "/missing.eml"});
   EXPECT_EQ(missing.exit_code, 2);

@@ -41,9 +41,7 @@ int main(int argc, char** argv) {
   register_sink(root, ctx, action);
   register_simulate(root, ctx, action);
   register_doctor(root, ctx, action);
-  register_unavailable(root, "bounces",
-                       "parse bounce, complaint and auto-reply reports; ingest or poll them",
-                       action);
+  register_bounces(root, ctx, action);
   register_unavailable(root, "inbound", "SMTP server for bounce and feedback-loop reports", action);
 
   try {

@@ -119,6 +119,16 @@ std::string format_campaign_report(const nlohmann::json& r) {
     out += fmt::format(" {} {}", s, r["counts"][s].get<std::int64_t>());
   }
   out += "\n";
+  if (r.contains("feedback")) {
+    const nlohmann::json& f = r["feedback"];
+    out += fmt::format("  feedback    hard {} soft {} complaints {} auto_replies {} unmatched {}\n",
+                       f["hard"].get<std::int64_t>(), f["soft"].get<std::int64_t>(),
+                       f["complaints"].get<std::int64_t>(), f["auto_replies"].get<std::int64_t>(),
+                       f["unmatched"].get<std::int64_t>());
+  }
+  if (r.contains("pause_reason") && r["pause_reason"].is_string()) {
+    out += fmt::format("  paused      {}\n", r["pause_reason"].get<std::string>());
+  }
   for (const auto& [name, p] : r["providers"].items()) {
     out += fmt::format("  {:<24} rate {:>8.1f}/s  {:<9}  sent {} of {}\n", name,
                        p["rate"].get<double>(), p["state"].get<std::string>(),

@@ -13,6 +13,7 @@
 #include "app/campaigns/campaign_store.h"
 #include "app/campaigns/scheduler.h"
 #include "app/cli/commands.h"
+#include "app/db/feedback_store.h"
 #include "sender/mime.h"
 #include "sender/template.h"
 #include "throttle/provider_classifier.h"
@@ -180,7 +181,17 @@ int run_show(Context& ctx, const IdOptions& o) {
   db::DeliveryQueue queue(db);
   auto c = store.find(o.id);
   if (!c) throw UsageError(fmt::format("no campaign with id {}", o.id));
-  const nlohmann::json report = campaign_report_json(*c, store, queue, ctx.config());
+  nlohmann::json report = campaign_report_json(*c, store, queue, ctx.config());
+  db::FeedbackStore feedback(db);
+  const db::FeedbackCounts f = feedback.counts(c->id);
+  report["feedback"] = {{"hard", f.hard},
+                        {"soft", f.soft},
+                        {"complaints", f.complaints},
+                        {"auto_replies", f.auto_replies},
+                        {"unmatched", f.unmatched}};
+  if (std::optional<std::string> reason = feedback.pause_reason(c->id)) {
+    report["pause_reason"] = *reason;
+  }
   if (o.json) {
     print_json(report);
   } else {

@@ -347,6 +347,38 @@ class TomlPrescan {
 
 }  // namespace
 
+void read_bounces(ConfigReader r, BouncesSettings& b) {
+  b.imap_url = r.get_string("imap_url", b.imap_url);
+  if (!b.imap_url.empty() && b.imap_url.rfind("imaps://", 0) != 0 &&
+      b.imap_url.rfind("imap://", 0) != 0) {
+    r.fail("imap_url",
+           fmt::format("expected an imaps:// or imap:// URL, got {}", quote_value(b.imap_url)));
+  }
+  b.imap_password_file = r.get_string("imap_password_file", b.imap_password_file);
+  b.poll_every = r.get_duration("poll_every", b.poll_every);
+  if (b.poll_every < std::chrono::seconds(1)) r.fail("poll_every", "must be at least 1s");
+  b.soft_limit = r.get_int("soft_limit", b.soft_limit, 1, 1000);
+  b.soft_window = r.get_duration("soft_window", b.soft_window);
+  if (b.soft_window < std::chrono::minutes(1)) r.fail("soft_window", "must be at least 1m");
+  b.max_message_bytes = r.get_int("max_message_bytes", b.max_message_bytes, 4096, 1 << 30);
+  r.reject_unknown();
+}
+
+double read_rate(ConfigReader& r, std::string_view key, double fallback) {
+  const double v = r.get_number(key, fallback);
+  if (!(v >= 0.0 && v <= 1.0)) {
+    r.fail(key, fmt::format("must be a fraction between 0 and 1, got {}", v));
+  }
+  return v;
+}
+
+void read_guard(ConfigReader r, GuardSettings& g) {
+  g.min_sent = r.get_int("min_sent", g.min_sent, 1, 1000000000);
+  g.max_complaint_rate = read_rate(r, "max_complaint_rate", g.max_complaint_rate);
+  g.max_bounce_rate = read_rate(r, "max_bounce_rate", g.max_bounce_rate);
+  r.reject_unknown();
+}
+
 Config parse_config(const std::string& text, const std::string& file) {
   reject_nul_bytes(text, file);
   TomlPrescan(text, file).run();
@@ -370,6 +402,8 @@ Config parse_config(const std::string& text, const std::string& file) {
   read_http(r.table("http"), c.http);
   read_worker(r.table("worker"), c.worker);
   read_doctor(r.table("doctor"), c.doctor);
+  read_bounces(r.table("bounces"), c.bounces);
+  read_guard(r.table("guard"), c.guard);
   r.reject_unknown();
   return c;
 }

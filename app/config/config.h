@@ -160,6 +160,33 @@ struct WorkerSettings {
   Duration past_due_warning = std::chrono::hours(1);
 };
 
+// [bounces]: reading what comes back (`mailer bounces`, `mailer inbound`).
+struct BouncesSettings {
+  // Mailbox polled for bounces ("imaps://user@host/INBOX"); empty: none.
+  std::string imap_url;
+  // File holding the IMAP password; $MAILER_IMAP_PASSWORD otherwise.
+  std::string imap_password_file;
+  // How often the mailbox is polled.
+  Duration poll_every = std::chrono::minutes(1);
+  // Soft bounces of one address within soft_window that suppress it.
+  int soft_limit = 3;
+  Duration soft_window = std::chrono::hours(24 * 30);
+  // Largest message file `bounces parse` and `bounces ingest` read.
+  int max_message_bytes = 10 << 20;
+};
+
+// [guard]: a running campaign pauses itself when what comes back says its
+// mail is unwanted.
+struct GuardSettings {
+  // Sends a campaign needs before its rates are judged.
+  int min_sent = 1000;
+  // Complaints per sent message above which it pauses (Gmail's and Yahoo's
+  // published limit).
+  double max_complaint_rate = 0.003;
+  // Hard bounces per sent message above which it pauses.
+  double max_bounce_rate = 0.05;
+};
+
 struct Config {
   // Where the configuration came from: a path, or "(built-in defaults)".
   std::string source = "(built-in defaults)";
@@ -174,6 +201,8 @@ struct Config {
   HttpSettings http;
   WorkerSettings worker;
   DoctorSettings doctor;
+  BouncesSettings bounces;
+  GuardSettings guard;
 };
 
 // Parses TOML text; `file` names it in errors. Throws UsageError naming the

@@ -290,6 +290,25 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_DOUBLE_EQ(c.throttle.retry.jitter, retry_defaults.jitter);
   EXPECT_TRUE(c.throttle.reply_rules.empty());
   EXPECT_TRUE(c.throttle.provider_rules.empty());
+  const BouncesSettings bounces;
+  EXPECT_EQ(c.bounces.poll_every, bounces.poll_every);
+  EXPECT_EQ(c.bounces.soft_limit, bounces.soft_limit);
+  EXPECT_EQ(c.bounces.soft_window, bounces.soft_window);
+  EXPECT_EQ(c.bounces.max_message_bytes, bounces.max_message_bytes);
+  const GuardSettings guard;
+  EXPECT_EQ(c.guard.min_sent, guard.min_sent);
+  EXPECT_DOUBLE_EQ(c.guard.max_complaint_rate, guard.max_complaint_rate);
+  EXPECT_DOUBLE_EQ(c.guard.max_bounce_rate, guard.max_bounce_rate);
+}
+
+TEST(Config, BouncesAndGuardAreValidated) {
+  EXPECT_THROW(parse_config("[bounces]\nsoft_limit = 0\n", "m.toml"), UsageError);
+  EXPECT_THROW(parse_config("[bounces]\nimap_url = \"http://x\"\n", "m.toml"), UsageError);
+  EXPECT_THROW(parse_config("[guard]\nmax_complaint_rate = 1.5\n", "m.toml"), UsageError);
+  EXPECT_THROW(parse_config("[guard]\nmin_sent = -1\n", "m.toml"), UsageError);
+  Config c = parse_config("[bounces]\nsoft_limit = 5\nsoft_window = \"7d\"\n", "m.toml");
+  EXPECT_EQ(c.bounces.soft_limit, 5);
+  EXPECT_EQ(c.bounces.soft_window, std::chrono::hours(24 * 7));
 }
 
 TEST(Config, ShippedExampleCommentedTablesParse) {

@@ -81,7 +81,7 @@ class DispatchTest : public ::testing::Test {
     std::string toml =
         "[worker]\ntick = \"100ms\"\nlease = \"10s\"\nflush_interval = \"50ms\"\n"
         "claim_batch = 100\nmax_leased = 1000\n"
-        "[sender]\nhelo_name = \"test.example.com\"\nlanes = 2\nhistory_interval = \"1s\"\n"
+        "[sender]\nhelo_name = \"test.example.com\"\nhistory_interval = \"1s\"\n"
         "[unsubscribe]\nbase_url = \"https://mail.example.com\"\nsecret_file = \"" +
         dir_ + "/secret\"\n[routes]\n";
     for (const auto& [provider, route] : routes) toml += provider + " = \"" + route + "\"\n";

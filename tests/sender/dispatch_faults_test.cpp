@@ -37,7 +37,7 @@ class DispatchFaultsTest : public mailer::testing::DispatchFixture {
   void send_to(const std::string& route, const std::string& sender = "") {
     std::string toml = fmt::format(
         "[worker]\ntick = \"100ms\"\nlease = \"30s\"\nflush_interval = \"50ms\"\n"
-        "[sender]\nhelo_name = \"test.example.com\"\nlanes = 2\nhistory_interval = \"1s\"\n"
+        "[sender]\nhelo_name = \"test.example.com\"\nhistory_interval = \"1s\"\n"
         "reply_timeout = \"1s\"\ntransaction_timeout = \"3s\"\nconnect_timeout = \"2s\"\n{}"
         "[unsubscribe]\nbase_url = \"https://mail.example.com\"\nsecret_file = \"{}/secret\"\n"
         "[retry]\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n[routes]\n",

@@ -268,6 +268,39 @@ TEST_F(DispatchTest, UnknownRecipientBouncesAndIsSuppressed) {
             2);
 }
 
+// Connections come from the throttle's connection limit and carry many
+// messages each: 200 messages to four providers allowed 3 connections each
+// open at most 12 connections, several messages in flight per provider.
+TEST_F(DispatchTest, ConnectionsPerProviderFollowTheLimitAndAreReused) {
+  SinkOptions o = sink_options("generic", 0, dir_ + "/maildir");
+  o.latency = std::chrono::milliseconds(50);
+  SinkThread sink(std::move(o));
+  std::string limits;
+  for (const char* p : {"gmail", "outlook", "yahoo", "other"}) {
+    limits += fmt::format("[providers.{}]\ninitial_rate = 200\nmax_connections = 3\n", p);
+  }
+  configure({{"gmail", sink.route()},
+             {"outlook", sink.route()},
+             {"yahoo", sink.route()},
+             {"other", sink.route()}},
+            limits);
+  const int n = 200;
+  start_campaign(n);
+  const auto began = std::chrono::steady_clock::now();
+  auto run = mailer({"run", "--worker-id", "w1", "--until-idle"}, std::chrono::seconds(120));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  EXPECT_EQ(count("state = 'sent'"), n) << unsent();
+  const SinkCounters c = sink.counters();
+  EXPECT_EQ(c.accepted, static_cast<std::uint64_t>(n));
+  EXPECT_GE(c.connections, 4u);
+  EXPECT_LE(c.connections, 12u) << "connections were not reused or exceeded the limit";
+  // One connection at a time per provider would need 50 x 50 ms = 2.5 s of
+  // end-of-DATA replies alone; three in flight need a third of that.
+  EXPECT_LT(took, 30.0);
+}
+
 TEST_F(DispatchTest, SigtermDrainsInFlightSendsAndReleasesTheRest) {
   SinkOptions o = sink_options("generic", 0, dir_ + "/maildir");
   o.latency = std::chrono::milliseconds(300);

@@ -19,6 +19,7 @@
 #include "sender/unsubscribe_token.h"
 #include "tests/app/queue_seed.h"
 #include "tests/app/queue_worker_process.h"
+#include "tests/lists/dnsmasq_server.h"
 #include "tests/sender/sink_thread.h"
 #include "tests/support/pg_fixture.h"
 #include "tests/support/process.h"
@@ -299,6 +300,44 @@ TEST_F(DispatchTest, ConnectionsPerProviderFollowTheLimitAndAreReused) {
   // One connection at a time per provider would need 50 x 50 ms = 2.5 s of
   // end-of-DATA replies alone; three in flight need a third of that.
   EXPECT_LT(took, 30.0);
+}
+
+// MX delivery: each domain's preferred mail host has two addresses where
+// nothing listens (connection refused); the message moves on to every
+// address and then to the next host within the same attempt, and is sent
+// there the first time.
+TEST_F(DispatchTest, MxDeliveryMovesPastRefusingHostsWithinOneAttempt) {
+  SinkThread sink(sink_options("generic", 0, dir_ + "/maildir"));
+  std::vector<std::string> records = {"--host-record=dead.mx.test,127.0.0.2",
+                                      "--host-record=dead2.mx.test,127.0.0.3",
+                                      "--host-record=live.mx.test,127.0.0.1"};
+  for (const char* domain : {"gmail.com", "outlook.com", "yahoo.com", "example.org"}) {
+    records.push_back(fmt::format("--mx-host={},dead.mx.test,10", domain));
+    records.push_back(fmt::format("--mx-host={},dead2.mx.test,10", domain));
+    records.push_back(fmt::format("--mx-host={},live.mx.test,20", domain));
+  }
+  mailer::lists::DnsmasqServer dns(records);
+  configure({}, fmt::format("[sender]\ndefault_route = \"mx\"\ndns_server = \"{}\"\nmx_port = {}\n",
+                            dns.address(), sink.port()));
+  // configure() wrote [sender] already: fold the two tables into one.
+  std::ifstream in(dir_ + "/mailer.toml");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string toml = text.str();
+  const auto second = toml.rfind("[sender]\n");
+  std::string extra = toml.substr(second + 9);
+  toml = toml.substr(0, second);
+  toml.replace(toml.find("[sender]\n") + 9, 0, extra);
+  write_file(dir_ + "/mailer.toml", toml);
+
+  const int n = 40;
+  start_campaign(n);
+  auto run = mailer({"run", "--worker-id", "w1", "--until-idle"}, std::chrono::seconds(90));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(count("state = 'sent' AND attempts <= 1"), n) << unsent() << run.err;
+  EXPECT_EQ(sink.counters().accepted, static_cast<std::uint64_t>(n));
+  // Each refusal is logged with its host.
+  EXPECT_NE(run.err.find("dead.mx.test"), std::string::npos) << run.err;
 }
 
 TEST_F(DispatchTest, SigtermDrainsInFlightSendsAndReleasesTheRest) {

@@ -72,6 +72,9 @@ std::string domain_of(const std::string& email) {
 
 }  // namespace
 
+// How long idle connections get to answer QUIT when the worker stops.
+constexpr std::chrono::seconds kQuitGrace{2};
+
 // One message handed to the sending thread.
 struct Job {
   ClaimedDelivery delivery;
@@ -201,20 +204,36 @@ class Sender {
     resolver_.reset();
   }
 
+  // QUIT on idle connections (a server that does not answer it within
+  // kQuitGrace is closed on), close on the rest.
   void close_all() {
     stopping_ = true;
     sweep_.cancel();
+    auto pending = std::make_shared<std::size_t>(0);
     for (auto& [key, pool] : pools_) {
       for (auto& c : pool.conns) {
         if (!c->busy) {
-          c->client->quit([c](SmtpResult) {});
+          ++*pending;
+          c->client->quit([this, c, pending](SmtpResult) {
+            if (--*pending == 0) sweep_.cancel();
+          });
         } else {
           c->client->close();
         }
       }
-      pool.conns.clear();
     }
     resolver_.reset();
+    if (*pending == 0) {
+      pools_.clear();
+      return;
+    }
+    sweep_.expires_after(kQuitGrace);
+    sweep_.async_wait([this](boost::system::error_code) {
+      for (auto& [key, pool] : pools_) {
+        for (auto& c : pool.conns) c->client->close();
+      }
+      pools_.clear();
+    });
   }
 
   void schedule_sweep() {

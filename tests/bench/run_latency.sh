@@ -22,8 +22,15 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 mailer="$ROOT/$BUILD/app/mailer"
 WORK=$(mktemp -d)
 pids=()
+EGRESS="bench-$$"
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The learned rates of this run would show up in other reports.
+  if [ -n "${MAILER_DATABASE_URL:-}" ]; then
+    psql "$MAILER_DATABASE_URL" -qc "DELETE FROM throttle_state WHERE egress = '$EGRESS';
+      DELETE FROM throttle_history WHERE egress = '$EGRESS';
+      DELETE FROM reply_counters WHERE egress = '$EGRESS'" >/dev/null 2>&1 || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -52,7 +59,7 @@ cat >"$WORK/mailer.toml" <<TOML
 [sender]
 helo_name = "bench.localhost"
 # Its own throttle key, so the learned rates of a run stay out of other work.
-egress = "bench-$$"
+egress = "$EGRESS"
 [routes]
 gmail = "smtp://127.0.0.1:${port[gmail]}"
 yahoo = "smtp://127.0.0.1:${port[yahoo]}"

@@ -6,7 +6,11 @@
 #include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -68,42 +72,99 @@ std::string domain_of(const std::string& email) {
 
 }  // namespace
 
-// One message handed to a lane.
+// How long idle connections get to answer QUIT when the worker stops.
+constexpr std::chrono::seconds kQuitGrace{2};
+
+// One message handed to the sending thread.
 struct Job {
   ClaimedDelivery delivery;
   std::shared_ptr<const MessageComposer> composer;
   std::string route;  // "mx" or a URL
-  std::size_t lane_limit = 1;
-  std::size_t slot = 0;
+  std::size_t connection_limit = 1;
   Clock::time_point sent_at;
 };
 
-// What a lane reports for one job.
-struct LaneResult {
+// What the sending thread reports for one job.
+struct SendReport {
   ClaimedDelivery delivery;
-  std::size_t slot = 0;
   Clock::time_point sent_at;
-  // From the transport (reply_from_server says whether a server spoke)...
-  std::optional<SendResult> sent;
+  // From the SMTP client (reply_from_server says whether a server spoke)...
+  std::optional<SmtpResult> sent;
   // ...or a failure before sending: the outcome kind and its reply.
   OutcomeKind local_kind = OutcomeKind::kFailed;
   throttle::SmtpReply local;
   std::string local_signal;
 };
 
-// A sending thread: its own io_context, SMTP transport and MX resolver.
-class Lane {
- public:
-  using Report = std::function<void(LaneResult)>;
+// A relay route URL: smtp://host:port or smtps://host:port.
+struct RelayRoute {
+  bool implicit_tls = false;
+  std::string host;
+  std::string port;
+};
 
-  Lane(const DispatcherSettings& settings, Report report)
-      : settings_(settings), report_(std::move(report)), work_(io_.get_executor()) {
+std::optional<RelayRoute> parse_route(const std::string& url) {
+  RelayRoute r;
+  std::string_view rest(url);
+  if (rest.starts_with("smtps://")) {
+    r.implicit_tls = true;
+    rest.remove_prefix(8);
+  } else if (rest.starts_with("smtp://")) {
+    rest.remove_prefix(7);
+  } else {
+    return std::nullopt;
+  }
+  if (const auto slash = rest.find('/'); slash != std::string_view::npos)
+    rest = rest.substr(0, slash);
+  std::string_view host = rest;
+  std::string_view port = r.implicit_tls ? "465" : "25";
+  if (!rest.empty() && rest.front() == '[') {
+    const auto close = rest.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size() && rest[close + 1] == ':') port = rest.substr(close + 2);
+  } else if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+  }
+  if (host.empty() || port.empty()) return std::nullopt;
+  r.host = std::string(host);
+  r.port = std::string(port);
+  return r;
+}
+
+// A host to try for one message: its name (SNI, certificate check, pool
+// matching) and its addresses.
+struct Target {
+  std::string name;
+  std::vector<boost::asio::ip::tcp::endpoint> endpoints;
+  bool relay = false;
+  bool implicit_tls = false;
+};
+
+// The sending thread: one io_context carrying every SMTP connection, pooled
+// per provider key, and the MX resolver.
+class Sender {
+ public:
+  using Report = std::function<void(SendReport)>;
+
+  Sender(const DispatcherSettings& settings, Report report)
+      : settings_(settings),
+        report_(std::move(report)),
+        work_(io_.get_executor()),
+        sweep_(io_),
+        random_(std::random_device{}()) {
+    tls_ = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
+    tls_->set_default_verify_paths();
+    tls_->set_options(boost::asio::ssl::context::default_workarounds |
+                      boost::asio::ssl::context::no_sslv2 | boost::asio::ssl::context::no_sslv3 |
+                      boost::asio::ssl::context::no_tlsv1 | boost::asio::ssl::context::no_tlsv1_1);
     thread_ = std::thread([this] { run(); });
   }
 
-  ~Lane() {
+  ~Sender() {
+    boost::asio::post(io_, [this] { close_all(); });
     work_.reset();
-    io_.stop();
     if (thread_.joinable()) thread_.join();
   }
 
@@ -112,22 +173,100 @@ class Lane {
   }
 
  private:
+  struct Conn {
+    std::shared_ptr<SmtpClient> client;
+    std::string host;
+    bool busy = true;  // connecting or carrying a message
+    Clock::time_point idle_since;
+  };
+  struct Pool {
+    std::vector<std::shared_ptr<Conn>> conns;
+    std::size_t limit = 1;
+  };
+  struct Attempt {
+    Job job;
+    SmtpMessage message;
+    std::vector<Target> targets;
+    std::size_t next = 0;
+    std::optional<SmtpResult> last_failure;
+    bool retried_fresh = false;
+  };
+
   void run() {
-    transport_ = std::make_unique<SmtpTransport>(io_);
     try {
       resolver_ = std::make_unique<DnsResolver>(io_, settings_.mx);
     } catch (const std::exception& e) {
       spdlog::error("MX resolver unavailable: {}", e.what());
     }
+    schedule_sweep();
     io_.run();
+    pools_.clear();
     resolver_.reset();
-    transport_.reset();
   }
 
-  void fail_locally(Job& job, OutcomeKind kind, throttle::SmtpReply reply, Signal signal) {
-    LaneResult r;
+  // QUIT on idle connections (a server that does not answer it within
+  // kQuitGrace is closed on), close on the rest.
+  void close_all() {
+    stopping_ = true;
+    sweep_.cancel();
+    auto pending = std::make_shared<std::size_t>(0);
+    for (auto& [key, pool] : pools_) {
+      for (auto& c : pool.conns) {
+        if (!c->busy) {
+          ++*pending;
+          c->client->quit([this, c, pending](SmtpResult) {
+            if (--*pending == 0) sweep_.cancel();
+          });
+        } else {
+          c->client->close();
+        }
+      }
+    }
+    resolver_.reset();
+    if (*pending == 0) {
+      pools_.clear();
+      return;
+    }
+    sweep_.expires_after(kQuitGrace);
+    sweep_.async_wait([this](boost::system::error_code) {
+      for (auto& [key, pool] : pools_) {
+        for (auto& c : pool.conns) c->client->close();
+      }
+      pools_.clear();
+    });
+  }
+
+  void schedule_sweep() {
+    sweep_.expires_after(std::chrono::seconds(1));
+    sweep_.async_wait([this](boost::system::error_code ec) {
+      if (ec || stopping_) return;
+      sweep();
+      schedule_sweep();
+    });
+  }
+
+  // Closes connections idle for longer than idle_timeout, and idle ones above
+  // a pool's (lowered) limit.
+  void sweep() {
+    const auto now = Clock::now();
+    for (auto& [key, pool] : pools_) {
+      std::size_t open = pool.conns.size();
+      std::erase_if(pool.conns, [&](const std::shared_ptr<Conn>& c) {
+        if (c->busy) return false;
+        if (!c->client->usable() || now - c->idle_since >= settings_.idle_timeout ||
+            open > pool.limit) {
+          --open;
+          c->client->quit([c](SmtpResult) {});
+          return true;
+        }
+        return false;
+      });
+    }
+  }
+
+  void report_local(Job& job, OutcomeKind kind, throttle::SmtpReply reply, Signal signal) {
+    SendReport r;
     r.delivery = std::move(job.delivery);
-    r.slot = job.slot;
     r.sent_at = job.sent_at;
     r.local_kind = kind;
     r.local = std::move(reply);
@@ -135,8 +274,38 @@ class Lane {
     report_(std::move(r));
   }
 
+  void report_sent(Attempt& a, SmtpResult result) {
+    SendReport r;
+    r.delivery = std::move(a.job.delivery);
+    r.sent_at = a.job.sent_at;
+    r.sent = std::move(result);
+    report_(std::move(r));
+  }
+
+  SmtpClientOptions client_options(const Target& t) const {
+    SmtpClientOptions o;
+    o.helo_name = settings_.helo_name;
+    o.source_address = settings_.source_address;
+    o.implicit_tls = t.implicit_tls;
+    // MX hosts: opportunistic TLS unless required (their certificates rarely
+    // match their names; verification stays as configured).
+    o.starttls = t.relay || settings_.starttls == StartTls::kRequired ? settings_.starttls
+                                                                      : StartTls::kOpportunistic;
+    o.verify_certificates = settings_.verify_peer;
+    o.tls_context = tls_;
+    if (t.relay) o.login = settings_.relay_auth;
+    o.max_messages = std::max<std::size_t>(1, settings_.messages_per_connection);
+    o.timeouts = settings_.timeouts;
+    return o;
+  }
+
   void start(Job job) {
-    auto request = std::make_shared<SendRequest>();
+    if (stopping_) {
+      report_local(job, OutcomeKind::kDeferred, local_reply(421, "4.4.2", "worker stopping"),
+                   Signal::kTransient);
+      return;
+    }
+    auto a = std::make_shared<Attempt>();
     try {
       DeliveryRecipient recipient;
       recipient.delivery_id = job.delivery.id;
@@ -146,85 +315,193 @@ class Lane {
       ComposedMessage m = job.composer->Compose(std::move(recipient), Clock::now());
       std::string data = settings_.dkim.empty() ? std::move(m.data)
                                                 : SignMessage(m.data, settings_.dkim, Clock::now());
-      request->envelope_from = m.envelope_from.envelope_form();
-      request->recipient = m.envelope_to.envelope_form();
-      request->message = std::make_shared<const std::string>(std::move(data));
+      a->message.envelope_from = m.envelope_from.envelope_form();
+      a->message.recipients.push_back(m.envelope_to.envelope_form());
+      a->message.content = std::make_shared<const std::string>(std::move(data));
     } catch (const MimeError& e) {
-      fail_locally(job, OutcomeKind::kFailed,
+      report_local(job, OutcomeKind::kFailed,
                    local_reply(553, "5.1.3", fmt::format("unusable address: {}", e.what())),
                    Signal::kHardBounce);
       return;
     } catch (const std::exception& e) {
       // A signing key or template problem is the sender's to fix: the
       // recipient waits for a retry instead of being lost.
-      fail_locally(job, OutcomeKind::kDeferred,
+      report_local(job, OutcomeKind::kDeferred,
                    local_reply(451, "4.3.0", fmt::format("message not composed: {}", e.what())),
                    Signal::kTransient);
       return;
     }
-    request->helo_name = settings_.helo_name;
-    request->source_address = settings_.source_address;
-    request->verify_peer = settings_.verify_peer;
-    request->timeouts = settings_.timeouts;
-    if (job.route != "mx") {
-      request->route = job.route;
-      request->tls = settings_.starttls;
-      request->auth = settings_.relay_auth;
-      send(std::move(job), std::move(request));
-      return;
-    }
-    // MX delivery: the first mail host with an address; opportunistic TLS
-    // whatever the setting says for relays, as MX hosts' certificates rarely
-    // match their names (verification stays as configured).
-    request->tls =
-        settings_.starttls == TlsMode::kRequired ? TlsMode::kRequired : TlsMode::kOpportunistic;
+    Pool& pool = pools_[job.delivery.provider];
+    pool.limit = std::max<std::size_t>(1, job.connection_limit);
+    a->job = std::move(job);
+    if (a->job.route != "mx") return start_relay(a);
     if (!resolver_) {
-      fail_locally(job, OutcomeKind::kDeferred,
+      report_local(a->job, OutcomeKind::kDeferred,
                    local_reply(451, "4.4.3", "MX resolver unavailable"), Signal::kTransient);
       return;
     }
-    const std::string domain = domain_of(job.delivery.email);
-    auto shared_job = std::make_shared<Job>(std::move(job));
-    resolver_->resolve_mx(domain, [this, shared_job, request, domain](const MxResult& mx) {
+    const std::string domain = domain_of(a->job.delivery.email);
+    resolver_->resolve_mx(domain, [this, a, domain](const MxResult& mx) {
       if (mx.permanent_failure()) {
-        fail_locally(
-            *shared_job, OutcomeKind::kBounced,
+        report_local(
+            a->job, OutcomeKind::kBounced,
             local_reply(550, "5.1.2",
                         fmt::format("{}: no mail host ({})", domain, to_string(mx.status))),
             Signal::kHardBounce);
         return;
       }
-      const MxHost* host = nullptr;
-      for (const MxHost& h : mx.hosts) {
-        if (!h.addresses.empty()) {
-          host = &h;
-          break;
+      // Preference order, shuffled within one preference (RFC 5321 §5.1).
+      std::vector<MxHost> hosts = mx.hosts;
+      std::shuffle(hosts.begin(), hosts.end(), random_);
+      std::stable_sort(hosts.begin(), hosts.end(), [](const MxHost& x, const MxHost& y) {
+        return x.preference < y.preference;
+      });
+      for (const MxHost& h : hosts) {
+        Target t;
+        t.name = h.name;
+        for (const std::string& address : h.addresses) {
+          boost::system::error_code ec;
+          const auto ip = boost::asio::ip::make_address(address, ec);
+          if (!ec) t.endpoints.emplace_back(ip, settings_.mx_port);
         }
+        if (!t.endpoints.empty()) a->targets.push_back(std::move(t));
       }
-      if (mx.status != MxStatus::kOk || host == nullptr) {
-        fail_locally(*shared_job, OutcomeKind::kDeferred,
+      if (mx.status != MxStatus::kOk || a->targets.empty()) {
+        report_local(a->job, OutcomeKind::kDeferred,
                      local_reply(451, "4.4.3",
                                  fmt::format("{}: MX lookup failed: {}", domain,
                                              mx.error.empty() ? "no address" : mx.error)),
                      Signal::kTransient);
         return;
       }
-      request->route = fmt::format("smtp://{}:{}", host->name, settings_.mx_port);
-      request->connect_address = host->addresses.front();
-      send(std::move(*shared_job), request);
+      acquire(a);
     });
   }
 
-  void send(Job job, std::shared_ptr<SendRequest> request) {
-    transport_->set_connection_limit(request->route, std::max<std::size_t>(1, job.lane_limit));
-    auto shared_job = std::make_shared<Job>(std::move(job));
-    transport_->submit(std::move(*request), [this, shared_job](SendResult result) {
-      LaneResult r;
-      r.delivery = std::move(shared_job->delivery);
-      r.slot = shared_job->slot;
-      r.sent_at = shared_job->sent_at;
-      r.sent = std::move(result);
-      report_(std::move(r));
+  void start_relay(const std::shared_ptr<Attempt>& a) {
+    const std::optional<RelayRoute> route = parse_route(a->job.route);
+    if (!route) {
+      report_local(a->job, OutcomeKind::kDeferred,
+                   local_reply(451, "4.3.5", fmt::format("unusable route {}", a->job.route)),
+                   Signal::kTransient);
+      return;
+    }
+    Target t;
+    t.name = route->host;
+    t.relay = true;
+    t.implicit_tls = route->implicit_tls;
+    a->targets.push_back(t);
+    // A pooled connection to the relay needs no lookup.
+    if (idle_connection(a) != nullptr) return acquire(a);
+    auto resolver = std::make_shared<boost::asio::ip::tcp::resolver>(io_);
+    resolver->async_resolve(
+        route->host, route->port,
+        [this, a, resolver](boost::system::error_code ec,
+                            boost::asio::ip::tcp::resolver::results_type results) {
+          if (ec || results.empty()) {
+            report_local(a->job, OutcomeKind::kDeferred,
+                         local_reply(451, "4.4.3",
+                                     fmt::format("{}: address lookup failed: {}",
+                                                 a->targets.front().name, ec.message())),
+                         Signal::kTransient);
+            return;
+          }
+          for (const auto& entry : results)
+            a->targets.front().endpoints.push_back(entry.endpoint());
+          acquire(a);
+        });
+  }
+
+  std::shared_ptr<Conn> idle_connection(const std::shared_ptr<Attempt>& a) {
+    Pool& pool = pools_[a->job.delivery.provider];
+    for (std::size_t i = a->next; i < a->targets.size(); ++i) {
+      for (auto& c : pool.conns) {
+        if (!c->busy && c->host == a->targets[i].name && c->client->usable()) return c;
+      }
+    }
+    return nullptr;
+  }
+
+  // Sends on an idle pooled connection to one of the remaining targets, or
+  // opens one to the next target (closing an idle one if the pool is full).
+  void acquire(const std::shared_ptr<Attempt>& a) {
+    if (stopping_) {
+      report_local(a->job, OutcomeKind::kDeferred, local_reply(421, "4.4.2", "worker stopping"),
+                   Signal::kTransient);
+      return;
+    }
+    if (auto c = idle_connection(a)) {
+      c->busy = true;
+      return send_on(a, c);
+    }
+    if (a->next >= a->targets.size()) {
+      SmtpResult r = a->last_failure.value_or(SmtpResult{});
+      return report_sent(*a, std::move(r));
+    }
+    Pool& pool = pools_[a->job.delivery.provider];
+    std::erase_if(pool.conns,
+                  [](const std::shared_ptr<Conn>& c) { return !c->busy && !c->client->usable(); });
+    while (pool.conns.size() >= pool.limit) {
+      auto idle = std::find_if(pool.conns.begin(), pool.conns.end(),
+                               [](const std::shared_ptr<Conn>& c) { return !c->busy; });
+      if (idle == pool.conns.end()) break;  // the limit was lowered: busy ones finish first
+      auto c = *idle;
+      pool.conns.erase(idle);
+      c->client->quit([c](SmtpResult) {});
+    }
+    const Target& target = a->targets[a->next++];
+    auto conn = std::make_shared<Conn>();
+    conn->host = target.name;
+    conn->client = SmtpClient::create(io_, client_options(target));
+    pool.conns.push_back(conn);
+    conn->client->connect(target.endpoints, target.name, [this, a, conn](SmtpResult r) {
+      if (r.ok()) {
+        spdlog::debug("{}: connected to {}", a->job.delivery.provider, conn->host);
+        return send_on(a, conn);
+      }
+      drop(a->job.delivery.provider, conn);
+      spdlog::info("{}: {} for {}: {} {}", a->job.delivery.provider, conn->host,
+                   a->job.delivery.email, to_string(r.outcome), throttle::one_line(r.reply));
+      // No server answered (refused, unreachable, silent): the next host
+      // within this attempt. A reply ends the attempt and counts.
+      const bool unanswered = !r.reply_from_server && (r.outcome == SmtpOutcome::kConnectionLost ||
+                                                       r.outcome == SmtpOutcome::kTimedOut);
+      if (unanswered && !stopping_) {
+        a->last_failure = std::move(r);
+        return acquire(a);
+      }
+      report_sent(*a, std::move(r));
+    });
+  }
+
+  void drop(const std::string& provider, const std::shared_ptr<Conn>& conn) {
+    auto it = pools_.find(provider);
+    if (it == pools_.end()) return;
+    std::erase(it->second.conns, conn);
+  }
+
+  void send_on(const std::shared_ptr<Attempt>& a, const std::shared_ptr<Conn>& conn) {
+    conn->client->send(a->message, [this, a, conn](SmtpResult r) {
+      const bool usable = conn->client->usable() && !stopping_;
+      if (usable) {
+        conn->busy = false;
+        conn->idle_since = Clock::now();
+      } else {
+        drop(a->job.delivery.provider, conn);
+        conn->client->quit([conn](SmtpResult) {});
+      }
+      // A pooled connection the server closed while it was idle: nothing of
+      // this message was sent, so it goes out once more on a fresh one.
+      const bool stale =
+          r.reused_connection && !r.reply_from_server &&
+          r.reply.stage == throttle::SmtpStage::kMail &&
+          (r.outcome == SmtpOutcome::kConnectionLost || r.outcome == SmtpOutcome::kNotAttempted);
+      if (stale && !a->retried_fresh && !stopping_) {
+        a->retried_fresh = true;
+        a->next = 0;
+        return acquire(a);
+      }
+      report_sent(*a, std::move(r));
     });
   }
 
@@ -232,8 +509,12 @@ class Lane {
   Report report_;
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::unique_ptr<SmtpTransport> transport_;
+  boost::asio::steady_timer sweep_;
+  std::mt19937_64 random_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
   std::unique_ptr<DnsResolver> resolver_;
+  std::map<std::string, Pool> pools_;
+  bool stopping_ = false;
   std::thread thread_;
 };
 
@@ -246,10 +527,8 @@ struct ProviderState {
   throttle::AimdController controller;
   throttle::Pacer pacer;
   std::deque<ClaimedDelivery> waiting;
-  // slots[k]: a message is on the wire in slot k (pinned to one lane).
-  std::vector<bool> slots;
+  // Messages on the wire (each holds one connection of the pool).
   std::size_t busy = 0;
-  std::size_t lane_base = 0;
   std::string route;
   // Since the last sample / counter flush.
   int accepted = 0;
@@ -271,7 +550,6 @@ class Dispatcher::Impl {
         content_(std::move(content)),
         classifier_(settings_.reply_rules),
         random_(std::random_device{}()) {
-    if (settings_.lanes < 1) throw std::invalid_argument("dispatcher: lanes must be at least 1");
     if (!settings_.composer.tokens) {
       throw std::invalid_argument("dispatcher: an unsubscribe token codec is required");
     }
@@ -285,19 +563,17 @@ class Dispatcher::Impl {
                      row.provider, error);
       }
     }
-    for (int i = 0; i < settings_.lanes; ++i) {
-      lanes_.push_back(std::make_unique<Lane>(settings_, [this](LaneResult r) {
-        {
-          std::lock_guard lock(mutex_);
-          results_.push_back(std::move(r));
-        }
-        cv_.notify_one();
-      }));
-    }
+    sender_ = std::make_unique<Sender>(settings_, [this](SendReport r) {
+      {
+        std::lock_guard lock(mutex_);
+        results_.push_back(std::move(r));
+      }
+      cv_.notify_one();
+    });
     last_history_ = last_state_ = Clock::now();
   }
 
-  ~Impl() { lanes_.clear(); }
+  ~Impl() { sender_.reset(); }
 
   ProviderState& provider(const std::string& key) {
     auto it = providers_.find(key);
@@ -314,7 +590,6 @@ class Dispatcher::Impl {
     }
     const double rate = controller.sending_rate();
     ProviderState p(key, std::move(controller), throttle::Pacer(rate, policy.burst));
-    p.lane_base = std::hash<std::string>{}(key) % lanes_.size();
     p.route = route_for(key);
     return providers_.emplace(key, std::move(p)).first->second;
   }
@@ -400,7 +675,8 @@ class Dispatcher::Impl {
     return composers_.emplace(campaign_id, std::move(cached)).first->second.composer;
   }
 
-  // Hands every message whose permit and slot are free to its lane; returns
+  // Hands every message whose permit and connection are free to the sending
+  // thread; returns
   // the earliest time a waiting message could go next.
   std::optional<Clock::time_point> dispatch_ready(std::vector<DeliveryOutcome>& out) {
     std::optional<Clock::time_point> next;
@@ -418,7 +694,6 @@ class Dispatcher::Impl {
       }
       p.pacer.set_rate(p.controller.sending_rate());
       const std::size_t limit = static_cast<std::size_t>(std::max(1, p.controller.connections()));
-      if (p.slots.size() < limit) p.slots.resize(limit, false);
       while (!p.waiting.empty()) {
         if (p.busy >= limit) break;  // a result will wake us
         if (!p.pacer.try_acquire(to_tp(now))) {
@@ -431,8 +706,6 @@ class Dispatcher::Impl {
           }
           break;
         }
-        std::size_t slot = 0;
-        while (slot < limit && p.slots[slot]) ++slot;
         ClaimedDelivery d = std::move(p.waiting.front());
         p.waiting.pop_front();
         std::string error;
@@ -448,28 +721,21 @@ class Dispatcher::Impl {
           --held_;
           continue;
         }
-        p.slots[slot] = true;
         ++p.busy;
         Job job;
         job.delivery = std::move(d);
         job.composer = std::move(composer);
         job.route = p.route;
-        job.slot = slot;
+        job.connection_limit = limit;
         job.sent_at = now;
-        const std::size_t lane = (p.lane_base + slot) % lanes_.size();
-        job.lane_limit = 0;
-        for (std::size_t k = 0; k < limit; ++k) {
-          if ((p.lane_base + k) % lanes_.size() == lane) ++job.lane_limit;
-        }
-        lanes_[lane]->post(std::move(job));
+        sender_->post(std::move(job));
       }
     }
     return next;
   }
 
-  DeliveryOutcome outcome_of(LaneResult& r) {
+  DeliveryOutcome outcome_of(SendReport& r) {
     ProviderState& p = provider(r.delivery.provider);
-    if (r.slot < p.slots.size()) p.slots[r.slot] = false;
     if (p.busy > 0) --p.busy;
     --held_;
     const auto now = Clock::now();
@@ -483,7 +749,7 @@ class Dispatcher::Impl {
       const throttle::Classification c = classifier_.classify(reply, p.key);
       signal = c.signal;
       hint = c.retry_after;
-      if (r.sent->outcome == SendOutcome::kAccepted) signal = Signal::kAccepted;
+      if (r.sent->ok()) signal = Signal::kAccepted;
       const auto reaction = p.controller.on_reply(c, to_tp(r.sent_at), to_tp(now));
       p.state_dirty = true;
       if (reaction == throttle::Reaction::kDecreased ||
@@ -502,7 +768,7 @@ class Dispatcher::Impl {
     o.reply = throttle::one_line(reply);
     o.signal = std::string(throttle::signal_name(signal));
     ++p.signals[o.signal];
-    if (signal == Signal::kAccepted && r.sent && r.sent->outcome == SendOutcome::kAccepted) {
+    if (signal == Signal::kAccepted && r.sent && r.sent->ok()) {
       o.kind = OutcomeKind::kSent;
       ++p.accepted;
       ++p.accepted_total;
@@ -546,12 +812,12 @@ class Dispatcher::Impl {
   }
 
   void collect(std::vector<DeliveryOutcome>& out) {
-    std::deque<LaneResult> ready;
+    std::deque<SendReport> ready;
     {
       std::lock_guard lock(mutex_);
       ready.swap(results_);
     }
-    for (LaneResult& r : ready) out.push_back(outcome_of(r));
+    for (SendReport& r : ready) out.push_back(outcome_of(r));
   }
 
   void release_to(std::vector<DeliveryOutcome>& out) {
@@ -685,9 +951,10 @@ class Dispatcher::Impl {
 
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<LaneResult> results_;
-  // Last member: lanes stop (and stop reporting) before the rest goes.
-  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::deque<SendReport> results_;
+  // Last member: the sending thread stops (and stops reporting) before the
+  // rest goes.
+  std::unique_ptr<Sender> sender_;
 
   friend class Dispatcher;
 };

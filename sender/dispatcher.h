@@ -5,14 +5,17 @@
 //    a pacer: capacity() asks the worker loop to claim about `lookahead` of
 //    sending at the current rate, and poll() releases each claimed delivery
 //    when its permit comes (timed waits, never a busy loop);
-//  - connection slots: at most the controller's connection limit of one
-//    provider's messages are on the wire at once; each slot is pinned to one
-//    lane, so the open connections per route follow the limit too;
-//  - lanes: threads, each with its own Boost.Asio io_context running an
-//    SmtpTransport (libcurl multi) and an MX resolver; a lane composes, signs
-//    and sends the messages of its slots. Several lanes are needed because
-//    libcurl waits for the reply to the final "." of DATA synchronously
-//    (curl issue #8555): a slow end-of-data reply stalls only its own lane;
+//  - connections: one thread runs a Boost.Asio io_context carrying every
+//    SmtpClient (one state machine per connection, no thread per
+//    connection). Per provider key there is one pool whose open connections
+//    never exceed the controller's connection limit; a connection carries up
+//    to `messages_per_connection` messages and is closed after
+//    `idle_timeout` without one. Throughput is about connections / reply
+//    time, and the pacer meters message starts;
+//  - MX delivery tries the domain's mail hosts in preference order (shuffled
+//    within one preference) and every address of each; a host that refuses
+//    or does not answer passes the message to the next one within the same
+//    attempt, a reply (4xx, 5xx) ends the attempt;
 //  - every reply is classified and fed to its provider's controller, turned
 //    into an outcome (sent, deferred with the retry schedule, bounced,
 //    failed) and returned through poll();
@@ -21,7 +24,7 @@
 //    reply_counters at a fixed interval, and all of it once more at drain.
 //
 // Threading: every public member is called from the worker loop's thread;
-// lanes hand results back through a mutex-protected queue.
+// the sending thread hands results back through a mutex-protected queue.
 #pragma once
 
 #include <chrono>
@@ -38,7 +41,7 @@
 #include "sender/dns_resolver.h"
 #include "sender/message_composer.h"
 #include "sender/reply_count_sink.h"
-#include "sender/smtp_transport.h"
+#include "sender/smtp_client.h"
 #include "sender/throttle_state_store.h"
 #include "throttle/policy.h"
 #include "throttle/reply_classifier.h"
@@ -56,11 +59,17 @@ struct DispatcherSettings {
   std::string default_route = "mx";
   // Provider family (gmail, outlook, yahoo, other, ...) -> route.
   std::map<std::string, std::string> routes;
-  TlsMode starttls = TlsMode::kOpportunistic;
+  // STARTTLS on relay routes; MX deliveries use it opportunistically unless
+  // it is required.
+  StartTls starttls = StartTls::kOpportunistic;
   bool verify_peer = true;
   // AUTH on relay routes (URLs), never on MX deliveries.
-  std::optional<SmtpCredentials> relay_auth;
-  StageTimeouts timeouts;
+  std::optional<SmtpLogin> relay_auth;
+  SmtpTimeouts timeouts;
+  // Messages carried by one connection before it is closed and a fresh one
+  // opened; idle connections are closed after idle_timeout.
+  std::size_t messages_per_connection = 100;
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(10)};
   // MX deliveries: resolver settings and the SMTP port of the mail hosts
   // (25; rehearsals point it at a local sink).
   DnsResolverOptions mx;
@@ -71,8 +80,6 @@ struct DispatcherSettings {
   throttle::RetrySchedule retry;
   std::vector<throttle::ReplyRule> reply_rules;
 
-  // Sending threads (see the header comment).
-  int lanes = 4;
   // Deliveries claimed ahead of their permits, as sending time at the
   // current rate: enough that the pacer never waits for the database, small
   // enough that a rate cut does not strand many leased deliveries.
@@ -99,12 +106,12 @@ using CampaignContentSource = std::function<std::optional<CampaignContent>(std::
 class Dispatcher : public DeliveryTransport {
  public:
   // Loads the saved controller states of `settings.egress` from `states` and
-  // starts the lanes. `counters` may be null (no reply counters kept).
+  // starts the sending thread. `counters` may be null (no reply counters kept).
   // Throws std::invalid_argument for unusable settings.
   Dispatcher(DispatcherSettings settings, ThrottleStateStore& states, ReplyCountSink* counters,
              CampaignContentSource content);
-  // Stops the lanes; call drain() and poll until in_flight() is 0 first to
-  // lose nothing (deliveries still held are left to their leases).
+  // Closes every connection and stops the sending thread; call drain() and poll until in_flight()
+  // is 0 first to lose nothing (deliveries still held are left to their leases).
   ~Dispatcher() override;
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;

@@ -179,6 +179,7 @@ class SmtpClient::Session : public std::enable_shared_from_this<Session> {
       : io_(io), options_(std::move(options)), tcp_(io) {}
 
   void connect(std::vector<tcp::endpoint> endpoints, std::string server_name, SmtpHandler done);
+  void connect_from(std::vector<tcp::endpoint> endpoints, std::size_t index);
   void send(SmtpMessage message, SmtpHandler done);
   void quit(SmtpHandler done);
   void close();
@@ -462,6 +463,7 @@ void SmtpClient::Session::connect(std::vector<tcp::endpoint> endpoints, std::str
   busy_ = true;
   deadline_ = Clock::now() + options_.timeouts.connect;
   tcp_.expires_at(deadline_);
+  if (!options_.source_address.empty()) return connect_from(std::move(endpoints), 0);
   tcp_.async_connect(endpoints,
                      [this, self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
                        if (ec) return fail(ec, SmtpStage::kGreeting);
@@ -470,6 +472,34 @@ void SmtpClient::Session::connect(std::vector<tcp::endpoint> endpoints, std::str
                        tcp_.socket().set_option(tcp::no_delay(true), ignored);
                        on_connected();
                      });
+}
+
+// Connecting from a given local address: each endpoint of its family in
+// turn, on a socket bound to it before connecting.
+void SmtpClient::Session::connect_from(std::vector<tcp::endpoint> endpoints, std::size_t index) {
+  beast::error_code ec;
+  const auto source = boost::asio::ip::make_address(options_.source_address, ec);
+  if (ec) return fail(ec, SmtpStage::kGreeting);
+  while (index < endpoints.size() && endpoints[index].address().is_v4() != source.is_v4()) ++index;
+  if (index >= endpoints.size()) {
+    return fail(boost::asio::error::address_family_not_supported, SmtpStage::kGreeting);
+  }
+  const tcp::endpoint target = endpoints[index];
+  beast::error_code ignored;
+  tcp_.socket().close(ignored);
+  tcp_.socket().open(target.protocol(), ec);
+  if (!ec) tcp_.socket().bind(tcp::endpoint(source, 0), ec);
+  if (ec) return fail(ec, SmtpStage::kGreeting);
+  tcp_.async_connect(target, [this, self = shared_from_this(), endpoints = std::move(endpoints),
+                              index](beast::error_code ec2) mutable {
+    if (ec2 && ec2 != beast::error::timeout && index + 1 < endpoints.size()) {
+      return connect_from(std::move(endpoints), index + 1);
+    }
+    if (ec2) return fail(ec2, SmtpStage::kGreeting);
+    beast::error_code ignored2;
+    tcp_.socket().set_option(tcp::no_delay(true), ignored2);
+    on_connected();
+  });
 }
 
 void SmtpClient::Session::on_connected() {

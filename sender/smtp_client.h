@@ -113,6 +113,10 @@ struct SmtpLogin {
 struct SmtpClientOptions {
   // Name sent with EHLO/HELO.
   std::string helo_name = "localhost";
+  // Local IP address to connect from (an address of this host); empty: the
+  // system's choice. Endpoints of the other address family are skipped, and
+  // failing to bind is a connection failure.
+  std::string source_address;
   // TLS from the first byte (smtps, port 465); STARTTLS is then not used.
   bool implicit_tls = false;
   StartTls starttls = StartTls::kOpportunistic;

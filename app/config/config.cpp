@@ -104,7 +104,18 @@ void read_sender(ConfigReader r, SenderSettings& s) {
                             std::pair{"transaction_timeout", s.transaction_timeout}}) {
     if (value < std::chrono::seconds(1)) r.fail(key, "must be at least 1s");
   }
-  s.lanes = r.get_int("lanes", s.lanes, 1, 256);
+  for (const std::string& key : r.keys()) {
+    if (key == "lanes") {
+      r.fail("lanes",
+             "is gone: sending no longer uses threads; every connection is a state machine on "
+             "one event loop, and the connections per provider come from the throttle's "
+             "connection limit ([providers.*] max_connections); remove the key");
+    }
+  }
+  s.messages_per_connection =
+      r.get_int("messages_per_connection", s.messages_per_connection, 1, 100000);
+  s.idle_timeout = r.get_duration("idle_timeout", s.idle_timeout, kMaxSmtpTimeout);
+  if (s.idle_timeout < std::chrono::seconds(1)) r.fail("idle_timeout", "must be at least 1s");
   s.dns_server = r.get_string("dns_server", s.dns_server);
   if (!s.dns_server.empty() && s.dns_server.find_first_of(" ,") != std::string::npos) {
     r.fail("dns_server", fmt::format("expected one HOST:PORT, got {}", quote_value(s.dns_server)));

@@ -56,10 +56,10 @@ struct SenderSettings {
   Duration connect_timeout = std::chrono::seconds(30);
   Duration reply_timeout = std::chrono::seconds(60);
   Duration transaction_timeout = std::chrono::minutes(5);
-  // Sending threads, each with its own event loop and connections. More than
-  // one because libcurl waits for the reply to the end of DATA synchronously:
-  // a slow reply stalls one lane, not all sending.
-  int lanes = 4;
+  // Messages one connection carries before it is closed and a fresh one
+  // opened, and how long an unused connection stays open.
+  int messages_per_connection = 100;
+  Duration idle_timeout = std::chrono::seconds(10);
   // DNS server for MX lookups as "host:port"; empty: /etc/resolv.conf.
   std::string dns_server;
   // SMTP port of MX hosts: 25 (a rehearsal may point it at a local sink).

@@ -18,10 +18,10 @@ std::chrono::milliseconds ms(Duration d) {
 }
 
 // The relay password: $MAILER_SMTP_PASSWORD, else the file's first line.
-std::optional<sender::SmtpCredentials> relay_credentials(const Config& config) {
+std::optional<sender::SmtpLogin> relay_credentials(const Config& config) {
   const SenderSettings& s = config.sender;
   if (s.auth_user.empty()) return std::nullopt;
-  sender::SmtpCredentials c;
+  sender::SmtpLogin c;
   c.user = s.auth_user;
   if (const char* env = std::getenv("MAILER_SMTP_PASSWORD"); env != nullptr && *env != '\0') {
     c.password = env;
@@ -49,20 +49,27 @@ sender::DispatcherSettings dispatcher_settings(const Config& config) {
   d.source_address = s.source_address;
   d.default_route = s.default_route;
   d.routes = config.routes;
-  d.starttls = s.starttls == "required" ? sender::TlsMode::kRequired
-               : s.starttls == "none"   ? sender::TlsMode::kNone
-                                        : sender::TlsMode::kOpportunistic;
+  d.starttls = s.starttls == "required" ? sender::StartTls::kRequired
+               : s.starttls == "none"   ? sender::StartTls::kNone
+                                        : sender::StartTls::kOpportunistic;
   d.verify_peer = s.verify_certificates;
   d.relay_auth = relay_credentials(config);
-  d.timeouts.connect = ms(s.connect_timeout);
-  d.timeouts.reply = ms(s.reply_timeout);
-  d.timeouts.total = ms(s.transaction_timeout);
+  // Connection set-up steps under connect_timeout, each reply under
+  // reply_timeout, the reply to the end of DATA under transaction_timeout.
+  const auto setup = ms(s.connect_timeout);
+  const auto reply = ms(s.reply_timeout);
+  d.timeouts.connect = d.timeouts.greeting = d.timeouts.ehlo = d.timeouts.tls = d.timeouts.auth =
+      setup;
+  d.timeouts.mail = d.timeouts.rcpt = d.timeouts.data_initiation = d.timeouts.data_block =
+      d.timeouts.rset = d.timeouts.quit = reply;
+  d.timeouts.data_termination = std::max(reply, ms(s.transaction_timeout));
+  d.messages_per_connection = static_cast<std::size_t>(s.messages_per_connection);
+  d.idle_timeout = ms(s.idle_timeout);
   d.mx.dns_server = s.dns_server;
   d.mx_port = static_cast<unsigned short>(s.mx_port);
   d.policies = config.throttle.providers;
   d.retry = throttle::RetrySchedule(config.throttle.retry, config.throttle.retry_by_signal);
   d.reply_rules = config.throttle.reply_rules;
-  d.lanes = s.lanes;
   d.lookahead = ms(s.lookahead);
   d.history_interval = ms(s.history_interval);
 

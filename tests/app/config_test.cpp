@@ -143,7 +143,8 @@ TEST(Config, SenderSessionAndIdentityKeys) {
       "[sender]\nstarttls = \"required\"\nverify_certificates = false\nauth_user = \"relay\"\n"
       "auth_password_file = \"/run/pw\"\nverp_domain = \"bounces.example.com\"\n"
       "feedback_id = \"acme\"\nmessage_id_domain = \"mail.example.com\"\n"
-      "reply_timeout = \"20s\"\nlanes = 8\nmx_port = 2525\ndns_server = \"127.0.0.1:5353\"\n"
+      "reply_timeout = \"20s\"\nmessages_per_connection = 50\nidle_timeout = \"30s\"\nmx_port = "
+      "2525\ndns_server = \"127.0.0.1:5353\"\n"
       "[doctor]\nip_blocklists = [\"bl.example.net\"]\ndomain_blocklists = []\n",
       "mailer.toml");
   EXPECT_EQ(c.sender.starttls, "required");
@@ -154,7 +155,8 @@ TEST(Config, SenderSessionAndIdentityKeys) {
   EXPECT_EQ(c.sender.feedback_id, "acme");
   EXPECT_EQ(c.sender.message_id_domain, "mail.example.com");
   EXPECT_EQ(c.sender.reply_timeout, std::chrono::seconds(20));
-  EXPECT_EQ(c.sender.lanes, 8);
+  EXPECT_EQ(c.sender.messages_per_connection, 50);
+  EXPECT_EQ(c.sender.idle_timeout, std::chrono::seconds(30));
   EXPECT_EQ(c.sender.mx_port, 2525);
   EXPECT_EQ(c.sender.dns_server, "127.0.0.1:5353");
   EXPECT_EQ(c.doctor.ip_blocklists, std::vector<std::string>{"bl.example.net"});
@@ -171,8 +173,14 @@ TEST(Config, SenderSessionAndIdentityKeys) {
       "got \"maybe\"");
   EXPECT_EQ(config_error_of("[sender]\nverp_domain = \"a@b\"\n"),
             "mailer.toml:2: key \"sender.verp_domain\": expected a domain name, got \"a@b\"");
-  EXPECT_EQ(config_error_of("[sender]\nlanes = 0\n"),
-            "mailer.toml:2: key \"sender.lanes\": must be at least 1, got 0");
+  // The key of the thread-per-lane sender is refused with the reason.
+  EXPECT_EQ(config_error_of("[sender]\nlanes = 4\n"),
+            "mailer.toml:2: key \"sender.lanes\": is gone: sending no longer uses threads; every "
+            "connection is a state machine on one event loop, and the connections per provider "
+            "come from the throttle's connection limit ([providers.*] max_connections); remove "
+            "the key");
+  EXPECT_EQ(config_error_of("[sender]\nmessages_per_connection = 0\n"),
+            "mailer.toml:2: key \"sender.messages_per_connection\": must be at least 1, got 0");
   EXPECT_EQ(config_error_of("[sender]\nreply_timeout = \"10ms\"\n"),
             "mailer.toml:2: key \"sender.reply_timeout\": must be at least 1s");
   EXPECT_EQ(

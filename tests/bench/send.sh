@@ -52,7 +52,6 @@ config() {  # config DKIM_ALGORITHM|none KEY_FILE
 [sender]
 helo_name = "bench.example.com"
 default_route = "smtp://127.0.0.1:$PORT"
-lanes = 4
 [providers.other]
 initial_rate = 100000
 max_rate = 100000

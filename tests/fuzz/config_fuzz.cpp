@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "app/config/config.h"
 #include "app/base/errors.h"
+#include "app/config/config.h"
 
 namespace {
 
@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const mailer::app::Config c = mailer::app::parse_config(text, "fuzz.toml");
     require(c.source == "fuzz.toml");
-    require(c.sender.lanes >= 1 && c.worker.claim_batch >= 1);
+    require(c.sender.messages_per_connection >= 1 && c.worker.claim_batch >= 1);
     require(c.database.reconnect_min <= c.database.reconnect_max);
   } catch (const mailer::app::UsageError& e) {
     const std::string message = e.what();

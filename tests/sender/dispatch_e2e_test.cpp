@@ -19,6 +19,7 @@
 #include "sender/unsubscribe_token.h"
 #include "tests/app/queue_seed.h"
 #include "tests/app/queue_worker_process.h"
+#include "tests/lists/dnsmasq_server.h"
 #include "tests/sender/sink_thread.h"
 #include "tests/support/pg_fixture.h"
 #include "tests/support/process.h"
@@ -81,7 +82,7 @@ class DispatchTest : public ::testing::Test {
     std::string toml =
         "[worker]\ntick = \"100ms\"\nlease = \"10s\"\nflush_interval = \"50ms\"\n"
         "claim_batch = 100\nmax_leased = 1000\n"
-        "[sender]\nhelo_name = \"test.example.com\"\nlanes = 2\nhistory_interval = \"1s\"\n"
+        "[sender]\nhelo_name = \"test.example.com\"\nhistory_interval = \"1s\"\n"
         "[unsubscribe]\nbase_url = \"https://mail.example.com\"\nsecret_file = \"" +
         dir_ + "/secret\"\n[routes]\n";
     for (const auto& [provider, route] : routes) toml += provider + " = \"" + route + "\"\n";
@@ -266,6 +267,77 @@ TEST_F(DispatchTest, UnknownRecipientBouncesAndIsSuppressed) {
                       "SELECT count(*) FROM deliveries WHERE state = 'bounced' AND "
                       "last_reply LIKE '550%'"),
             2);
+}
+
+// Connections come from the throttle's connection limit and carry many
+// messages each: 200 messages to four providers allowed 3 connections each
+// open at most 12 connections, several messages in flight per provider.
+TEST_F(DispatchTest, ConnectionsPerProviderFollowTheLimitAndAreReused) {
+  SinkOptions o = sink_options("generic", 0, dir_ + "/maildir");
+  o.latency = std::chrono::milliseconds(50);
+  SinkThread sink(std::move(o));
+  std::string limits;
+  for (const char* p : {"gmail", "outlook", "yahoo", "other"}) {
+    limits += fmt::format("[providers.{}]\ninitial_rate = 200\nmax_connections = 3\n", p);
+  }
+  configure({{"gmail", sink.route()},
+             {"outlook", sink.route()},
+             {"yahoo", sink.route()},
+             {"other", sink.route()}},
+            limits);
+  const int n = 200;
+  start_campaign(n);
+  const auto began = std::chrono::steady_clock::now();
+  auto run = mailer({"run", "--worker-id", "w1", "--until-idle"}, std::chrono::seconds(120));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  EXPECT_EQ(count("state = 'sent'"), n) << unsent();
+  const SinkCounters c = sink.counters();
+  EXPECT_EQ(c.accepted, static_cast<std::uint64_t>(n));
+  EXPECT_GE(c.connections, 4u);
+  EXPECT_LE(c.connections, 12u) << "connections were not reused or exceeded the limit";
+  // One connection at a time per provider would need 50 x 50 ms = 2.5 s of
+  // end-of-DATA replies alone; three in flight need a third of that.
+  EXPECT_LT(took, 30.0);
+}
+
+// MX delivery: each domain's preferred mail host has two addresses where
+// nothing listens (connection refused); the message moves on to every
+// address and then to the next host within the same attempt, and is sent
+// there the first time.
+TEST_F(DispatchTest, MxDeliveryMovesPastRefusingHostsWithinOneAttempt) {
+  SinkThread sink(sink_options("generic", 0, dir_ + "/maildir"));
+  std::vector<std::string> records = {"--host-record=dead.mx.test,127.0.0.2",
+                                      "--host-record=dead2.mx.test,127.0.0.3",
+                                      "--host-record=live.mx.test,127.0.0.1"};
+  for (const char* domain : {"gmail.com", "outlook.com", "yahoo.com", "example.org"}) {
+    records.push_back(fmt::format("--mx-host={},dead.mx.test,10", domain));
+    records.push_back(fmt::format("--mx-host={},dead2.mx.test,10", domain));
+    records.push_back(fmt::format("--mx-host={},live.mx.test,20", domain));
+  }
+  mailer::lists::DnsmasqServer dns(records);
+  configure({}, fmt::format("[sender]\ndefault_route = \"mx\"\ndns_server = \"{}\"\nmx_port = {}\n",
+                            dns.address(), sink.port()));
+  // configure() wrote [sender] already: fold the two tables into one.
+  std::ifstream in(dir_ + "/mailer.toml");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string toml = text.str();
+  const auto second = toml.rfind("[sender]\n");
+  std::string extra = toml.substr(second + 9);
+  toml = toml.substr(0, second);
+  toml.replace(toml.find("[sender]\n") + 9, 0, extra);
+  write_file(dir_ + "/mailer.toml", toml);
+
+  const int n = 40;
+  start_campaign(n);
+  auto run = mailer({"run", "--worker-id", "w1", "--until-idle"}, std::chrono::seconds(90));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(count("state = 'sent' AND attempts <= 1"), n) << unsent() << run.err;
+  EXPECT_EQ(sink.counters().accepted, static_cast<std::uint64_t>(n));
+  // Each refusal is logged with its host.
+  EXPECT_NE(run.err.find("dead.mx.test"), std::string::npos) << run.err;
 }
 
 TEST_F(DispatchTest, SigtermDrainsInFlightSendsAndReleasesTheRest) {

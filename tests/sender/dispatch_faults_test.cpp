@@ -37,7 +37,7 @@ class DispatchFaultsTest : public mailer::testing::DispatchFixture {
   void send_to(const std::string& route, const std::string& sender = "") {
     std::string toml = fmt::format(
         "[worker]\ntick = \"100ms\"\nlease = \"30s\"\nflush_interval = \"50ms\"\n"
-        "[sender]\nhelo_name = \"test.example.com\"\nlanes = 2\nhistory_interval = \"1s\"\n"
+        "[sender]\nhelo_name = \"test.example.com\"\nhistory_interval = \"1s\"\n"
         "reply_timeout = \"1s\"\ntransaction_timeout = \"3s\"\nconnect_timeout = \"2s\"\n{}"
         "[unsubscribe]\nbase_url = \"https://mail.example.com\"\nsecret_file = \"{}/secret\"\n"
         "[retry]\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n[routes]\n",
@@ -159,7 +159,7 @@ TEST_F(DispatchFaultsTest, ConnectionDroppedMidDataIsDeferredNeverSent) {
   EXPECT_EQ(count("state = 'deferred' AND attempts = 1"),
             kRecipients - static_cast<std::int64_t>(c.accepted))
       << unsent();
-  EXPECT_EQ(count("state = 'deferred' AND last_reply LIKE '421 4.4.2 lost connection%'"),
+  EXPECT_EQ(count("state = 'deferred' AND last_reply LIKE '421 4.4.2 connection closed%'"),
             static_cast<std::int64_t>(c.dropped))
       << unsent();
   EXPECT_EQ(scalar("SELECT count(*) FROM suppressions"), 0);
@@ -169,7 +169,7 @@ TEST_F(DispatchFaultsTest, ConnectionClosedBeforeTheEndOfDataReplyIsNotASend) {
   // smtp-sink reads the whole message and hangs up instead of answering ".".
   PostfixSmtpSink peer({"-q", "."});
   send_to(peer.route());
-  expect_all_deferred_once("^421 4\\.4\\.2 lost connection");
+  expect_all_deferred_once("^421 4\\.4\\.2 connection closed");
 }
 
 TEST_F(DispatchFaultsTest, PeerStallingAfterTheMessageTimesOutAndDefers) {
@@ -185,8 +185,8 @@ TEST_F(DispatchFaultsTest, PeerStallingAfterTheMessageTimesOutAndDefers) {
 }
 
 // A peer that stalled after the end of data must not hold up the exit: its
-// connections are dead once their transfers timed out (curl used to keep them
-// and, at teardown, wait a second per connection for the answer to QUIT).
+// connections are dead once their transactions timed out (a client that kept
+// them would, at teardown, wait for each one's answer to QUIT).
 TEST_F(DispatchFaultsTest, WorkerExitsPromptlyAfterStalledPeersTimedOut) {
   SinkOptions o = generic();
   o.stall_after = SinkStage::kEndOfData;
@@ -208,7 +208,7 @@ TEST_F(DispatchFaultsTest, PeerStallingAtTheGreetingTimesOutAndDefers) {
 TEST_F(DispatchFaultsTest, RequiredStarttlsNotOfferedSendsNothing) {
   SinkThread sink(generic());
   send_to(sink.route(), "starttls = \"required\"\n");
-  expect_all_deferred_once("^421 4\\.7\\.4 TLS is required, but was not offered");
+  expect_all_deferred_once("^421 4\\.7\\.0 STARTTLS is required and the server does not offer it");
   EXPECT_EQ(sink.counters().accepted, 0u);
 }
 

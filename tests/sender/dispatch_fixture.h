@@ -42,13 +42,13 @@ class DispatchFixture : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // Writes mailer.toml: quick worker ticks, two lanes, one-second history
+  // Writes mailer.toml: quick worker ticks, one-second history
   // samples, the unsubscribe settings, `routes`, then `extra` verbatim.
   void configure(const std::map<std::string, std::string>& routes, const std::string& extra) {
     std::string toml =
         "[worker]\ntick = \"100ms\"\nlease = \"30s\"\nflush_interval = \"50ms\"\n"
         "claim_batch = 200\nmax_leased = 2000\n"
-        "[sender]\nhelo_name = \"test.example.com\"\nlanes = 2\nhistory_interval = \"1s\"\n"
+        "[sender]\nhelo_name = \"test.example.com\"\nhistory_interval = \"1s\"\n"
         "[unsubscribe]\nbase_url = \"https://mail.example.com\"\nsecret_file = \"" +
         dir_ + "/secret\"\n[routes]\n";
     for (const auto& [provider, route] : routes) toml += provider + " = \"" + route + "\"\n";

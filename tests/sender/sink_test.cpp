@@ -8,8 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "sender/smtp_client.h"
 #include "sender/smtp_sink.h"
-#include "sender/smtp_transport.h"
 #include "tests/sender/loopback_peers.h"
 #include "tests/sender/sink_thread.h"
 
@@ -200,28 +200,48 @@ TEST(SinkTest, GreetingRefusalUsesTheProfilesText) {
   EXPECT_EQ(c.reply(), "");
 }
 
-// Sends `n` messages through the transport over `connections` connections.
-std::map<SendOutcome, int> send_many(const std::string& route, int n, std::size_t connections) {
+// Sends `n` messages to the sink on `port` over `connections` SmtpClient
+// connections, each carrying its share one after the other (a connection the
+// sink closes is replaced by a fresh one).
+std::map<SmtpOutcome, int> send_many(unsigned short port, int n, std::size_t connections) {
   asio::io_context io;
-  SmtpTransport transport(io);
-  transport.set_connection_limit(route, connections);
   auto message = std::make_shared<const std::string>("Subject: load\r\n\r\nbody\r\n");
-  std::map<SendOutcome, int> outcomes;
+  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
+  std::map<SmtpOutcome, int> outcomes;
+  int started = 0;
   int done = 0;
-  for (int i = 0; i < n; ++i) {
-    SendRequest r;
-    r.route = route;
-    r.tls = TlsMode::kNone;
-    r.envelope_from = "a@example.com";
-    r.recipient = "user" + std::to_string(i) + "@example.net";
-    r.message = message;
-    transport.submit(std::move(r), [&](SendResult res) {
+  std::function<void(std::shared_ptr<SmtpClient>)> next;
+  auto open = [&] {
+    SmtpClientOptions options;
+    options.starttls = StartTls::kNone;
+    options.max_messages = static_cast<std::size_t>(n);
+    auto client = SmtpClient::create(io, options);
+    client->connect({endpoint}, "127.0.0.1", [&, client](SmtpResult r) {
+      if (!r.ok()) {
+        ++outcomes[r.outcome];
+        ++done;
+        return;
+      }
+      next(client);
+    });
+  };
+  next = [&](std::shared_ptr<SmtpClient> client) {
+    if (started == n) return client->quit([client](SmtpResult) {});
+    if (!client->usable()) return open();
+    ++started;
+    SmtpMessage m;
+    m.envelope_from = "a@example.com";
+    m.recipients = {"user" + std::to_string(started) + "@example.net"};
+    m.content = message;
+    client->send(std::move(m), [&, client](SmtpResult res) {
       ++outcomes[res.outcome];
       ++done;
+      next(client);
     });
-  }
+  };
+  for (std::size_t i = 0; i < connections; ++i) open();
   EXPECT_TRUE(mailer::testing::run_until(
-      io, [&] { return done == n; }, 30s));
+      io, [&] { return done >= n; }, 30s));
   return outcomes;
 }
 
@@ -231,15 +251,15 @@ TEST(SinkTest, DefersAboveCapacityWithTheProvidersReply) {
   o.capacity = 100;
   SinkThread sink(o);
   auto start = std::chrono::steady_clock::now();
-  auto outcomes = send_many(sink.route(), 400, 4);
+  auto outcomes = send_many(sink.port(), 400, 4);
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   SinkCounters c = sink.counters();
-  EXPECT_EQ(outcomes[SendOutcome::kAccepted] + outcomes[SendOutcome::kRejected], 400);
-  EXPECT_EQ(c.accepted, static_cast<std::uint64_t>(outcomes[SendOutcome::kAccepted]));
+  EXPECT_EQ(outcomes[SmtpOutcome::kOk] + outcomes[SmtpOutcome::kRejected], 400);
+  EXPECT_EQ(c.accepted, static_cast<std::uint64_t>(outcomes[SmtpOutcome::kOk]));
   // A full bucket (one second's worth) plus what refills while sending.
   EXPECT_LE(static_cast<double>(c.accepted), 100 + 100 * elapsed + 1);
   EXPECT_GT(c.deferred["capacity"], 0u);
-  EXPECT_EQ(c.deferred["capacity"], static_cast<std::uint64_t>(outcomes[SendOutcome::kRejected]));
+  EXPECT_EQ(c.deferred["capacity"], static_cast<std::uint64_t>(outcomes[SmtpOutcome::kRejected]));
 }
 
 TEST(SinkTest, GmailDefersAtEndOfDataWithAMultiLineReply) {

@@ -18,8 +18,8 @@ using sender::SinkCounters;
 using sender::SinkOptions;
 using sender::SmtpSink;
 
-// libcurl waits for the reply to the final "." synchronously, so a sink
-// sharing the transport's thread would never get to answer it.
+// A sink on its own thread and io_context: a test's client (or a worker
+// process) and the sink never wait on each other's event loop.
 class SinkThread {
  public:
   explicit SinkThread(SinkOptions options) : work_(io_.get_executor()) {

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The worker against slow providers: four `mailer sink --latency` peers (one
+# per provider family), each answering the final "." after LATENCY_MS, and
+# `mailer run --until-idle` sending a campaign of N recipients spread evenly
+# over them. Each provider allows its default 20 connections, so the ceiling
+# is 80 / (LATENCY + envelope round trip). Prints the accepted rate beside
+# connections / latency.
+#
+#   tests/bench/run_latency.sh [RECIPIENTS] [LATENCY_MS] [INITIAL_RATE] [BUILD_DIR]
+#
+# INITIAL_RATE (default 1000) is each provider's starting rate, so that the
+# pacer does not bound the run and the connections do; "default" keeps the
+# shipped starting rate, and the run then shows the AIMD ramp instead.
+# Needs the private cluster: deploy/pg-local.sh start.
+set -euo pipefail
+
+N=${1:-8000}
+L=${2:-250}
+RATE=${3:-1000}
+BUILD=${4:-build/release}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+mailer="$ROOT/$BUILD/app/mailer"
+WORK=$(mktemp -d)
+pids=()
+EGRESS="bench-$$"
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The learned rates of this run would show up in other reports.
+  if [ -n "${MAILER_DATABASE_URL:-}" ]; then
+    psql "$MAILER_DATABASE_URL" -qc "DELETE FROM throttle_state WHERE egress = '$EGRESS';
+      DELETE FROM throttle_history WHERE egress = '$EGRESS';
+      DELETE FROM reply_counters WHERE egress = '$EGRESS'" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+declare -A port
+for p in gmail yahoo outlook generic; do
+  port[$p]=$(free_port)
+  "$mailer" sink --listen "127.0.0.1:${port[$p]}" --latency "${L}ms" --json \
+    >"$WORK/sink-$p.json" 2>"$WORK/sink-$p.log" &
+  pids+=($!)
+  for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/${port[$p]}") 2>/dev/null && break; sleep 0.1; done
+done
+
+head -c 32 /dev/urandom | base64 >"$WORK/secret"
+rates=""
+if [ "$RATE" != default ]; then
+  for p in gmail yahoo outlook other; do
+    rates+=$'\n'"[providers.$p]"$'\n'"initial_rate = $RATE"$'\n'"max_rate = $RATE"
+  done
+fi
+cat >"$WORK/mailer.toml" <<TOML
+[sender]
+helo_name = "bench.localhost"
+# Its own throttle key, so the learned rates of a run stay out of other work.
+egress = "$EGRESS"
+[routes]
+gmail = "smtp://127.0.0.1:${port[gmail]}"
+yahoo = "smtp://127.0.0.1:${port[yahoo]}"
+outlook = "smtp://127.0.0.1:${port[outlook]}"
+other = "smtp://127.0.0.1:${port[generic]}"
+[unsubscribe]
+base_url = "http://127.0.0.1:1"
+secret_file = "$WORK/secret"
+$rates
+TOML
+export MAILER_CONFIG="$WORK/mailer.toml"
+export MAILER_DATABASE_URL="${MAILER_DATABASE_URL:-$(bash "$ROOT/deploy/pg-local.sh" url)}"
+"$mailer" migrate >/dev/null
+
+python3 - "$WORK/list.csv" "$N" <<'PY'
+import sys
+domains = ["gmail.com", "outlook.com", "yahoo.com", "bench-other.example"]
+with open(sys.argv[1], "w") as f:
+    f.write("email,first_name\n")
+    for i in range(int(sys.argv[2])):
+        f.write(f"reader{i}@{domains[i % 4]},U{i}\n")
+PY
+list="bench-$(date +%s%N)"
+"$mailer" lists create "$list" >/dev/null
+"$mailer" import --list "$list" "$WORK/list.csv" --json >/dev/null
+printf 'Hello {{first_name}},\n\nA benchmark message.\n' >"$WORK/body.txt"
+id=$("$mailer" campaign create --name "$list" --list "$list" --from "Bench <news@bench.localhost>" \
+  --subject "Bench" --text "$WORK/body.txt" --json |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+"$mailer" campaign start "$id" >/dev/null
+start=$(date +%s.%N)
+"$mailer" run --campaign "$id" --until-idle --worker-id "bench-$id" 2>"$WORK/run.log"
+end=$(date +%s.%N)
+sent=$("$mailer" campaign show "$id" --json | python3 -c 'import json,sys; c=json.load(sys.stdin); print(c.get("counts", c).get("sent", 0))')
+python3 - "$sent" "$start" "$end" "$L" <<'PY'
+import sys
+sent, start, end, lat = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+took = end - start
+rate = sent / took
+ceiling = 80 / (lat / 1000.0)
+print(f"sent {sent} in {took:.1f} s: {rate:.1f} msg/s; connections/latency = 80/{lat/1000:.3f} s = "
+      f"{ceiling:.0f} msg/s; ratio {rate / ceiling:.2f}")
+PY

@@ -76,6 +76,9 @@ done
 
 [ -f "$work/unsubscribe.key" ] || head -c 32 /dev/urandom | base64 >"$work/unsubscribe.key"
 http_port=$(free_port)
+# The dashboard and /metrics are on the operator listener, apart from the
+# public one that serves unsubscribe links.
+admin_port=$(free_port)
 cat >"$work/mailer.toml" <<TOML
 # Written by deploy/quickstart.sh: every provider routed to a local sink.
 [sender]
@@ -109,6 +112,7 @@ secret_file = "$work/unsubscribe.key"
 
 [http]
 listen = "127.0.0.1:$http_port"
+admin_listen = "127.0.0.1:$admin_port"
 TOML
 export MAILER_CONFIG="$work/mailer.toml"
 
@@ -131,7 +135,7 @@ if ! unavailable serve; then
   if [ -f "$work/serve.pid" ]; then kill "$(cat "$work/serve.pid")" 2>/dev/null || true; fi
   nohup "$mailer" serve >"$work/serve.log" 2>&1 &
   echo $! >"$work/serve.pid"
-  echo "dashboard: http://127.0.0.1:$http_port/"
+  echo "dashboard: http://127.0.0.1:$admin_port/"
 fi
 
 step "campaign"
@@ -169,5 +173,5 @@ print("  rejected: " + ", ".join("%s %d" % kv for kv in sorted(r["rejected"].ite
 ' "$work/import.json"
 echo "rejects file: $work/rejects.csv"
 if ! unavailable serve; then
-  echo "dashboard: http://127.0.0.1:$http_port/ (stop it with: kill \$(cat $work/serve.pid))"
+  echo "dashboard: http://127.0.0.1:$admin_port/ (stop it with: kill \$(cat $work/serve.pid))"
 fi

@@ -1,19 +1,26 @@
 // Reliability of the queue with real worker processes on the real server:
-// two workers never send a recipient twice nor miss one; kill -9 at random
-// moments repeats at most the in-flight window; a PostgreSQL restart mid-run
+// two workers never send a recipient twice nor miss one; kill -9 at a random
+// moment while the worker has work in flight repeats only deliveries it still
+// leased; a PostgreSQL restart mid-run
 // is one log line, a reconnection, and nothing lost.
 // MAILER_TEST_LONG=1 runs 20 kill trials instead of 3.
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
+#include <set>
 
 #include "app/db/database.h"
 #include "app/db/migrator.h"
+#include "tests/app/kill_moment.h"
 #include "tests/app/queue_seed.h"
 #include "tests/app/queue_worker_process.h"
+#include "tests/app/throwaway_cluster.h"
 #include "tests/support/pg_fixture.h"
 #include "tests/support/process.h"
 
@@ -84,29 +91,56 @@ TEST(QueueReliability, TwoWorkersSendEveryRecipientExactlyOnce) {
             1);
 }
 
-TEST(QueueReliability, KillNineRepeatsAtMostTheInFlightWindow) {
+// Lines in a record file: the sends recorded so far.
+std::size_t recorded_lines(const std::string& file) {
+  std::ifstream in(file);
+  return static_cast<std::size_t>(
+      std::count(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), '\n'));
+}
+
+TEST(QueueReliability, KillNineWithWorkInFlightRepeatsAtMostTheDeadWorkersLeases) {
   const char* long_mode = std::getenv("MAILER_TEST_LONG");
   const int trials = long_mode && std::string(long_mode) == "1" ? 20 : 3;
   mailer::testing::TestDatabase t("kill9");
   const std::string dir = mailer::testing::make_temp_dir("kill9");
   const std::string config = write_config(dir);
   const std::map<std::string, std::string> env = {{"MAILER_DATABASE_URL", t.url()}};
-  std::mt19937 rng(std::random_device{}());
-  std::uniform_int_distribution<int> moment_ms(100, 900);
+  const unsigned seed = std::random_device{}();
+  std::cout << "[ kill -9 ] seed " << seed << "\n";
+  std::mt19937 rng(seed);
+  const int n = 2000;
+  // The kill comes once the victim has recorded this many sends and holds
+  // leases: a random moment, but always one with work in flight.
+  std::uniform_int_distribution<int> sent_before_kill(1, n / 4);
   int total_repeated = 0;
   for (int trial = 0; trial < trials; ++trial) {
-    const int n = 2000;
     const auto id = scheduled_now(t.url(), "list" + std::to_string(trial), n);
     const std::string record = fmt::format("{}/trial{}.log", dir, trial);
     const std::string worker = fmt::format("k{}", trial);
+    const auto threshold = static_cast<std::size_t>(sent_before_kill(rng));
+    mailer::testing::KillMoment moment;
+    std::set<long long> in_flight;
     {
       WorkerProcess victim({"--config", config, "run", "--worker-id", worker, "--campaign",
                             std::to_string(id), "--transport", "record:" + record + ",delay=5ms"},
                            env, dir + "/victim.out", dir + "/victim.err");
-      std::this_thread::sleep_for(std::chrono::milliseconds(moment_ms(rng)));
+      moment = mailer::testing::wait_for_work_in_flight(
+          t.url(), worker, threshold, [&] { return recorded_lines(record); },
+          std::chrono::seconds(30));
       victim.signal(SIGKILL);
       victim.wait(std::chrono::seconds(10));
+      ASSERT_TRUE(moment.caught) << "trial " << trial << ": the victim never had " << threshold
+                                 << " sends recorded with leases held (it had " << moment.sent
+                                 << ")\n"
+                                 << victim.err();
     }
+    in_flight = mailer::testing::ids_leased_by(t.url(), worker);
+    std::cout << "[ kill -9 ] trial " << trial << ": killed " << moment.after_ms
+              << " ms after the start, at " << moment.sent << " recorded sends (threshold "
+              << threshold << "), " << in_flight.size()
+              << " rows still leased by the dead worker\n";
+    // The victim died holding leases: the restart has work to take over.
+    ASSERT_GT(in_flight.size(), 0u) << "trial " << trial;
     // Odd trials restart under another name: the dead worker's leases must
     // expire; even trials restart under the same name: it takes them back.
     const std::string restarted = trial % 2 ? worker + "-new" : worker;
@@ -116,8 +150,13 @@ TEST(QueueReliability, KillNineRepeatsAtMostTheInFlightWindow) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto sends = recorded_sends({record});
     int repeated = 0;
-    for (const auto& [delivery, count] : sends) repeated += count - 1;
+    for (const auto& [delivery, count] : sends) {
+      repeated += count - 1;
+      // Only a delivery the dead worker still leased can have gone out twice.
+      if (count > 1) EXPECT_TRUE(in_flight.count(delivery)) << "trial " << trial << " " << delivery;
+    }
     ASSERT_EQ(sends.size(), static_cast<std::size_t>(n)) << "trial " << trial << " missed some";
+    EXPECT_LE(repeated, static_cast<int>(in_flight.size())) << "trial " << trial;
     EXPECT_LE(repeated, kMaxLeased) << "trial " << trial;
     EXPECT_EQ(query_int(t.url(), fmt::format("SELECT count(*) FROM deliveries WHERE campaign_id = "
                                              "{} AND state = 'sent'",
@@ -128,37 +167,12 @@ TEST(QueueReliability, KillNineRepeatsAtMostTheInFlightWindow) {
               << repeated << " repeated (in flight at the kill), restart as "
               << (trial % 2 ? "a new worker" : "the same worker") << "\n";
   }
-  std::cout << "[ kill -9 ] " << trials << " trials, " << total_repeated
+  std::cout << "[ kill -9 ] seed " << seed << ", " << trials << " trials, " << total_repeated
             << " repeated sends in total\n";
 }
 
-// A throwaway cluster of deploy/pg-local.sh, so that restarting it disturbs
-// no other suite.
-class ThrowawayCluster {
- public:
-  ThrowawayCluster() : dir_(mailer::testing::make_temp_dir("pg-restart")) {
-    // As root the cluster runs as an unprivileged user that must reach its
-    // socket folder inside this one.
-    std::filesystem::permissions(dir_, std::filesystem::perms(0755));
-    auto r = control("start");
-    if (r.exit_code != 0) throw std::runtime_error("pg-local start failed: " + r.err);
-    url_ = r.out.substr(0, r.out.find('\n'));
-  }
-  ~ThrowawayCluster() { control("destroy"); }
-  mailer::testing::ProcessResult control(const std::string& verb) {
-    return mailer::testing::run_process(
-        {"/bin/bash", std::string(MAILER_SOURCE_DIR) + "/deploy/pg-local.sh", verb},
-        {{"MAILER_PG_DIR", dir_}}, "", std::chrono::seconds(120));
-  }
-  const std::string& url() const { return url_; }
-
- private:
-  std::string dir_;
-  std::string url_;
-};
-
 TEST(QueueReliability, ServerRestartMidRunIsOneLogLineAndLosesNothing) {
-  ThrowawayCluster pg;
+  mailer::testing::ThrowawayCluster pg;
   {
     db::Database db(db::DatabaseOptions{pg.url()});
     db::Migrator(db).apply();

@@ -153,7 +153,9 @@ TEST(QueueReliability, KillNineWithWorkInFlightRepeatsAtMostTheDeadWorkersLeases
     for (const auto& [delivery, count] : sends) {
       repeated += count - 1;
       // Only a delivery the dead worker still leased can have gone out twice.
-      if (count > 1) EXPECT_TRUE(in_flight.count(delivery)) << "trial " << trial << " " << delivery;
+      if (count > 1) {
+        EXPECT_TRUE(in_flight.count(delivery)) << "trial " << trial << " " << delivery;
+      }
     }
     ASSERT_EQ(sends.size(), static_cast<std::size_t>(n)) << "trial " << trial << " missed some";
     EXPECT_LE(repeated, static_cast<int>(in_flight.size())) << "trial " << trial;

@@ -1,7 +1,10 @@
 // When to kill -9 a worker so that the kill tests something: once it has
-// sent at least a chosen number of messages and still holds leases (rows
-// claimed by it and not yet finished), so work is in flight at the kill.
+// sent at least a chosen number of messages and, stopped at that moment,
+// still holds leases (rows claimed by it and not yet finished), so work is
+// in flight at the kill.
 #pragma once
+
+#include <signal.h>
 
 #include <chrono>
 #include <cstdint>
@@ -10,6 +13,8 @@
 #include <set>
 #include <string>
 #include <thread>
+
+#include "tests/app/queue_worker_process.h"
 
 namespace mailer::testing {
 
@@ -44,27 +49,46 @@ inline std::set<long long> ids_leased_by(const std::string& url, const std::stri
   return ids;
 }
 
-// Polls every 5 ms until `sent()` is at least `threshold` while `worker`
-// leases rows, or `limit` passes.
-inline KillMoment wait_for_work_in_flight(const std::string& url, const std::string& worker,
-                                          std::size_t threshold,
-                                          const std::function<std::size_t()>& sent,
-                                          std::chrono::seconds limit) {
+// Whether a statement of another session of this database is running now:
+// one a stopped worker sent just before it stopped (a COMMIT that would
+// change what it leases) may still be executing.
+inline bool statement_running(pqxx::connection& c) {
+  pqxx::work w(c);
+  return w.exec1(
+              "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+              " AND pid <> pg_backend_pid() AND state = 'active'")[0]
+             .as<std::int64_t>() > 0;
+}
+
+// Polls every 5 ms until `sent()` is at least `threshold`; then stops the
+// victim (SIGSTOP) and, once none of its statements is still running, kills
+// it (SIGKILL) if `worker` leases rows, or lets it go on otherwise. Gives up
+// after `limit` or when the victim exits.
+inline KillMoment kill_with_work_in_flight(const std::string& url, WorkerProcess& victim,
+                                           const std::string& worker, std::size_t threshold,
+                                           const std::function<std::size_t()>& sent,
+                                           std::chrono::seconds limit) {
   pqxx::connection c(url);
   const auto start = std::chrono::steady_clock::now();
   KillMoment m;
   for (;;) {
-    m.sent = sent();
-    if (m.sent >= threshold) {
-      m.leased = rows_leased_by(c, worker);
-      if (m.leased > 0) {
-        m.caught = true;
-        break;
+    if (sent() >= threshold) {
+      if (!victim.pause()) break;
+      if (!statement_running(c)) {
+        m.sent = sent();
+        m.leased = rows_leased_by(c, worker);
+        if (m.leased > 0) {
+          victim.signal(SIGKILL);
+          m.caught = true;
+          break;
+        }
       }
+      victim.resume();
     }
     if (std::chrono::steady_clock::now() - start > limit) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  if (!m.caught) m.sent = sent();
   m.after_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                    std::chrono::steady_clock::now() - start)
                    .count();

@@ -153,10 +153,10 @@ TEST(QueueReliabilitySmtp, KillNineWithWorkInFlightRepeatsOnlyTheDeadWorkersLeas
       WorkerProcess victim(
           {"--config", config, "run", "--worker-id", worker, "--campaign", std::to_string(id)}, env,
           dir + "/victim.out", dir + "/victim.err");
-      moment = mailer::testing::wait_for_work_in_flight(
-          t.url(), worker, threshold, [&] { return maildir_arrivals({maildir}); },
+      moment = mailer::testing::kill_with_work_in_flight(
+          t.url(), victim, worker, threshold, [&] { return maildir_arrivals({maildir}); },
           std::chrono::seconds(30));
-      victim.signal(SIGKILL);
+      if (!moment.caught) victim.signal(SIGKILL);
       victim.wait(std::chrono::seconds(10));
       ASSERT_TRUE(moment.caught) << "trial " << trial << ": the victim never had " << threshold
                                  << " arrivals with leases held (it had " << moment.sent << ")\n"

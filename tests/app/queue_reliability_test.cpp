@@ -124,10 +124,10 @@ TEST(QueueReliability, KillNineWithWorkInFlightRepeatsAtMostTheDeadWorkersLeases
       WorkerProcess victim({"--config", config, "run", "--worker-id", worker, "--campaign",
                             std::to_string(id), "--transport", "record:" + record + ",delay=5ms"},
                            env, dir + "/victim.out", dir + "/victim.err");
-      moment = mailer::testing::wait_for_work_in_flight(
-          t.url(), worker, threshold, [&] { return recorded_lines(record); },
+      moment = mailer::testing::kill_with_work_in_flight(
+          t.url(), victim, worker, threshold, [&] { return recorded_lines(record); },
           std::chrono::seconds(30));
-      victim.signal(SIGKILL);
+      if (!moment.caught) victim.signal(SIGKILL);
       victim.wait(std::chrono::seconds(10));
       ASSERT_TRUE(moment.caught) << "trial " << trial << ": the victim never had " << threshold
                                  << " sends recorded with leases held (it had " << moment.sent

@@ -50,9 +50,24 @@ class WorkerProcess {
 
   void signal(int sig) { kill(pid_, sig); }
 
+  // SIGSTOP; returns once the process is stopped, false when it exited
+  // instead (its exit is then kept for wait()).
+  bool pause() {
+    if (reaped_) return false;
+    kill(pid_, SIGSTOP);
+    int status = 0;
+    if (waitpid(pid_, &status, WUNTRACED) != pid_) return false;
+    if (WIFSTOPPED(status)) return true;
+    reaped_ = true;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return false;
+  }
+  void resume() { kill(pid_, SIGCONT); }
+
   // Exit code, or -1 when killed by a signal or still running at `limit`
   // (then it is killed).
   int wait(std::chrono::seconds limit) {
+    if (reaped_) return exit_code_;
     const auto deadline = std::chrono::steady_clock::now() + limit;
     int status = 0;
     for (;;) {
@@ -83,6 +98,7 @@ class WorkerProcess {
  private:
   pid_t pid_ = -1;
   bool reaped_ = false;
+  int exit_code_ = -1;
   std::string out_file_, err_file_;
 };
 

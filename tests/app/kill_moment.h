@@ -61,8 +61,8 @@ inline bool statement_running(pqxx::connection& c) {
 }
 
 // Polls every 5 ms until `sent()` is at least `threshold`; then stops the
-// victim (SIGSTOP) and, once none of its statements is still running, kills
-// it (SIGKILL) if `worker` leases rows, or lets it go on otherwise. Gives up
+// victim (SIGSTOP), waits until none of its statements is still running,
+// and kills it (SIGKILL) if `worker` leases rows, or lets it go on otherwise. Gives up
 // after `limit` or when the victim exits.
 inline KillMoment kill_with_work_in_flight(const std::string& url, WorkerProcess& victim,
                                            const std::string& worker, std::size_t threshold,
@@ -74,7 +74,15 @@ inline KillMoment kill_with_work_in_flight(const std::string& url, WorkerProcess
   for (;;) {
     if (sent() >= threshold) {
       if (!victim.pause()) break;
-      if (!statement_running(c)) {
+      // A statement sent before the stop finishes on the server without
+      // the client; wait for it (a few milliseconds) before reading.
+      const auto settle = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      bool running = statement_running(c);
+      while (running && std::chrono::steady_clock::now() < settle) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        running = statement_running(c);
+      }
+      if (!running) {
         m.sent = sent();
         m.leased = rows_leased_by(c, worker);
         if (m.leased > 0) {

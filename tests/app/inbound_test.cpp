@@ -8,6 +8,14 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "sender/verp.h"
@@ -369,6 +377,69 @@ TEST_F(InboundTest, SigtermLetsTheTransactionInFlightFinishRefusesIdleClientsAnd
   EXPECT_EQ(busy->command("QUIT").code, 221);
   EXPECT_EQ(inbound->wait(std::chrono::seconds(20)), 0) << inbound->log();
   EXPECT_EQ(suppression_of(sends[0].second), "hard_bounce");
+}
+
+// One reply read from `stream` (all its lines).
+template <typename Stream>
+std::string read_reply(Stream& stream, boost::asio::streambuf& buf) {
+  std::string text;
+  for (;;) {
+    const std::size_t n = boost::asio::read_until(stream, buf, "\r\n");
+    std::string line(boost::asio::buffers_begin(buf.data()),
+                     boost::asio::buffers_begin(buf.data()) + static_cast<long>(n));
+    buf.consume(n);
+    text += line;
+    if (line.size() < 4 || line[3] != '-') return text;
+  }
+}
+
+TEST_F(InboundTest, StartTlsUpgradesTheSessionAndAReportSentOverItIsApplied) {
+  namespace asio = boost::asio;
+  const auto sends = seeded_sends(1);
+  const std::string cmd = "cd '" + dir_ +
+                          "' && openssl req -x509 -newkey ec -pkeyopt "
+                          "ec_paramgen_curve:prime256v1 -nodes -keyout tls.key -out tls.pem "
+                          "-subj '/CN=inbound.test' -days 2 >openssl.log 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << WorkerProcess::slurp(dir_ + "/openssl.log");
+  configure_inbound("smtp://127.0.0.1:9", "tls_cert_file = \"" + dir_ +
+                                              "/tls.pem\"\ntls_key_file = \"" + dir_ +
+                                              "/tls.key\"\n");
+  auto inbound = start_inbound();
+  ASSERT_NE(inbound_port_, 0);
+
+  asio::io_context io;
+  asio::ip::tcp::socket socket(io);
+  socket.connect({asio::ip::make_address("127.0.0.1"), inbound_port_});
+  asio::streambuf buf;
+  EXPECT_EQ(read_reply(socket, buf).substr(0, 3), "220");
+  asio::write(socket, asio::buffer(std::string("EHLO client.test\r\n")));
+  EXPECT_NE(read_reply(socket, buf).find("250-STARTTLS"), std::string::npos);
+  asio::write(socket, asio::buffer(std::string("STARTTLS\r\n")));
+  EXPECT_EQ(read_reply(socket, buf).substr(0, 3), "220");
+  ASSERT_EQ(buf.size(), 0u);
+
+  asio::ssl::context client_tls(asio::ssl::context::tls_client);
+  client_tls.set_verify_mode(asio::ssl::verify_none);
+  asio::ssl::stream<asio::ip::tcp::socket&> tls(socket, client_tls);
+  tls.handshake(asio::ssl::stream_base::client);
+  auto say = [&](const std::string& line) {
+    asio::write(tls, asio::buffer(line));
+    return read_reply(tls, buf);
+  };
+  const std::string ehlo = say("EHLO client.test\r\n");
+  EXPECT_EQ(ehlo.substr(0, 3), "250");
+  EXPECT_EQ(ehlo.find("STARTTLS"), std::string::npos) << ehlo;
+  EXPECT_EQ(say("MAIL FROM:<>\r\n").substr(0, 3), "250");
+  EXPECT_EQ(say("RCPT TO:<" + verp(sends[0].first) + ">\r\n").substr(0, 3), "250");
+  EXPECT_EQ(say("DATA\r\n").substr(0, 3), "354");
+  const std::string report = dsn("tls-0", verp(sends[0].first), sends[0].second, "failed",
+                                 "5.1.1", "550 5.1.1 user unknown");
+  EXPECT_EQ(say(SmtpTestClient::dot_stuff(report) + ".\r\n").substr(0, 3), "250")
+      << inbound->log();
+  EXPECT_EQ(say("QUIT\r\n").substr(0, 3), "221");
+  EXPECT_EQ(suppression_of(sends[0].second), "hard_bounce");
+  inbound->signal(SIGTERM);
+  EXPECT_EQ(inbound->wait(std::chrono::seconds(20)), 0) << inbound->log();
 }
 
 }  // namespace

@@ -145,6 +145,7 @@ class InboundServer::Connection : public std::enable_shared_from_this<InboundSer
       return send(session_.shutting_down(), [self] { self->close(); });
     }
     reading_ = true;
+    interrupt_ = Interrupt::kNone;
     arm(session_.stage() == SmtpStage::kData ? state_->options.data_timeout
                                              : state_->options.command_timeout);
     auto handler = [self](boost::system::error_code ec, std::size_t n) {

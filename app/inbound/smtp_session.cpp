@@ -59,10 +59,10 @@ std::string check_mail_params(std::string_view params, std::size_t max_size) {
       unsigned long long size = 0;
       const auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), size);
       if (digits.empty() || p != digits.data() + digits.size()) {
-        if (ec == std::errc::result_out_of_range) {
-          return "552 5.3.4 Message size exceeds fixed maximum message size\r\n";
-        }
         return "501 5.5.4 Syntax error in SIZE parameter\r\n";
+      }
+      if (ec == std::errc::result_out_of_range) {
+        return "552 5.3.4 Message size exceeds fixed maximum message size\r\n";
       }
       if (size > max_size) return "552 5.3.4 Message size exceeds fixed maximum message size\r\n";
     } else if (param == "BODY=7BIT" || param == "BODY=8BITMIME" || param == "SMTPUTF8") {

@@ -76,7 +76,7 @@ def main():
     reports = []
     for n, (s, (action, status, diag, what)) in enumerate(zip(sends, [
             ("failed", "5.1.1", "550 5.1.1 The email account does not exist", "hard bounce"),
-            ("failed", "5.2.1", "550 5.2.1 This mailbox is disabled", "hard bounce"),
+            ("failed", "5.1.1", "550 5.1.1 <recipient>: Recipient address rejected: User unknown", "hard bounce"),
             ("delayed", "4.2.2", "452 4.2.2 Mailbox full, will retry", "delay notice")])):
         verp = s["return-path"].strip("<>")
         reports.append((what, s["delivered-to"], verp,

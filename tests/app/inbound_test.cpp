@@ -404,9 +404,9 @@ TEST_F(InboundTest, StartTlsUpgradesTheSessionAndAReportSentOverItIsApplied) {
                           "ec_paramgen_curve:prime256v1 -nodes -keyout tls.key -out tls.pem "
                           "-subj '/CN=inbound.test' -days 2 >openssl.log 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << WorkerProcess::slurp(dir_ + "/openssl.log");
-  configure_inbound("smtp://127.0.0.1:9", "tls_cert_file = \"" + dir_ +
-                                              "/tls.pem\"\ntls_key_file = \"" + dir_ +
-                                              "/tls.key\"\n");
+  configure_inbound(
+      "smtp://127.0.0.1:9",
+      "tls_cert_file = \"" + dir_ + "/tls.pem\"\ntls_key_file = \"" + dir_ + "/tls.key\"\n");
   auto inbound = start_inbound();
   ASSERT_NE(inbound_port_, 0);
 
@@ -435,10 +435,9 @@ TEST_F(InboundTest, StartTlsUpgradesTheSessionAndAReportSentOverItIsApplied) {
   EXPECT_EQ(say("MAIL FROM:<>\r\n").substr(0, 3), "250");
   EXPECT_EQ(say("RCPT TO:<" + verp(sends[0].first) + ">\r\n").substr(0, 3), "250");
   EXPECT_EQ(say("DATA\r\n").substr(0, 3), "354");
-  const std::string report = dsn("tls-0", verp(sends[0].first), sends[0].second, "failed",
-                                 "5.1.1", "550 5.1.1 user unknown");
-  EXPECT_EQ(say(SmtpTestClient::dot_stuff(report) + ".\r\n").substr(0, 3), "250")
-      << inbound->log();
+  const std::string report = dsn("tls-0", verp(sends[0].first), sends[0].second, "failed", "5.1.1",
+                                 "550 5.1.1 user unknown");
+  EXPECT_EQ(say(SmtpTestClient::dot_stuff(report) + ".\r\n").substr(0, 3), "250") << inbound->log();
   EXPECT_EQ(say("QUIT\r\n").substr(0, 3), "221");
   EXPECT_EQ(suppression_of(sends[0].second), "hard_bounce");
   inbound->signal(SIGTERM);

@@ -10,11 +10,13 @@ reports are built from their Return-Path (the VERP address mailer put in),
 Delivered-To, Message-ID and List-Unsubscribe headers. Two hard bounces and a
 delay notice go to their VERP return paths; the complaint, with its
 recipient redacted as Microsoft's JMRP does, goes to FBL_ADDRESS and quotes
-only the original's headers.
+only the original's headers. Every report has a Message-ID of its own (a
+re-run's reports are new reports, not repeats of the last run's).
 """
 import os
 import smtplib
 import sys
+import uuid
 
 
 def headers(path):
@@ -39,7 +41,7 @@ def dsn(verp, rcpt, action, status, diagnostic, n):
     return (
         f"From: MAILER-DAEMON@mx.example.net\r\nTo: {verp}\r\n"
         f"Subject: Undelivered Mail Returned to Sender\r\n"
-        f"Message-ID: <quickstart-dsn-{n}@mx.example.net>\r\nMIME-Version: 1.0\r\n"
+        f"Message-ID: <quickstart-dsn-{n}-{uuid.uuid4().hex}@mx.example.net>\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
         "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
         "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
@@ -54,7 +56,7 @@ def dsn(verp, rcpt, action, status, diagnostic, n):
 def complaint(original, fbl):
     return (
         f"From: staff@hotmail.com\r\nTo: {fbl}\r\nSubject: complaint about message\r\n"
-        "Message-ID: <quickstart-arf-1@feedback.example.net>\r\nMIME-Version: 1.0\r\n"
+        f"Message-ID: <quickstart-arf-{uuid.uuid4().hex}@feedback.example.net>\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/report; report-type=feedback-report; boundary="F"\r\n\r\n'
         "--F\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n\r\n"
         "--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"

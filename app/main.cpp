@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   register_simulate(root, ctx, action);
   register_doctor(root, ctx, action);
   register_bounces(root, ctx, action);
-  register_unavailable(root, "inbound", "SMTP server for bounce and feedback-loop reports", action);
+  register_inbound(root, ctx, action);
 
   try {
     root.parse(argc, argv);

@@ -3,7 +3,9 @@
 # mailer, starts a private PostgreSQL and simulated providers (rehearsal SMTP
 # sinks for gmail, yahoo and outlook with modest hidden capacities, plus a
 # generic one), imports a sample list with realistic dirty rows, runs a
-# campaign to completion with the web endpoint up, and prints a report.
+# campaign to completion with the web endpoint up, feeds a few bounces and a
+# complaint about its sends to `mailer inbound` over SMTP, and prints a
+# report.
 # Everything listens on loopback only. Re-running it starts a new campaign.
 set -euo pipefail
 
@@ -64,6 +66,9 @@ for p in gmail yahoo outlook generic; do
   # and the careful restart within the run.
   extra=()
   [ "$p" = yahoo ] && extra=(--penalty-box 15s)
+  # The gmail sink keeps what it accepts: the reports fed to `mailer inbound`
+  # after the campaign are built from those messages.
+  [ "$p" = gmail ] && { rm -rf "$work/maildir"; extra+=(--maildir "$work/maildir"); }
   "$mailer" sink --listen "127.0.0.1:${port[$p]}" --profile "$p" --capacity "${capacity[$p]}" \
     "${extra[@]}" 2>"$work/sink-$p.log" &
   pids+=($!)
@@ -79,10 +84,12 @@ http_port=$(free_port)
 # The dashboard and /metrics are on the operator listener, apart from the
 # public one that serves unsubscribe links.
 admin_port=$(free_port)
+inbound_port=$(free_port)
 cat >"$work/mailer.toml" <<TOML
 # Written by deploy/quickstart.sh: every provider routed to a local sink.
 [sender]
 helo_name = "quickstart.localhost"
+verp_domain = "bounces.quickstart.localhost"
 default_route = "smtp://127.0.0.1:${port[generic]}"
 
 [routes]
@@ -113,6 +120,9 @@ secret_file = "$work/unsubscribe.key"
 [http]
 listen = "127.0.0.1:$http_port"
 admin_listen = "127.0.0.1:$admin_port"
+
+[inbound]
+listen = "127.0.0.1:$inbound_port"
 TOML
 export MAILER_CONFIG="$work/mailer.toml"
 
@@ -146,12 +156,27 @@ id=$("$mailer" campaign create --name "quickstart $(date +%H:%M:%S)" --list quic
 "$mailer" campaign start "$id"
 "$mailer" run --campaign "$id" --until-idle --worker-id quickstart
 
+if ! unavailable inbound; then
+  step "bounces and a complaint over SMTP"
+  # `mailer inbound` for bounces.quickstart.localhost; the reports are about
+  # this campaign's own sends (their VERP return paths and quoted headers).
+  "$mailer" inbound 2>"$work/inbound.log" &
+  pids+=($!)
+  for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$inbound_port") 2>/dev/null && break; sleep 0.1; done
+  echo "inbound: 127.0.0.1:$inbound_port"
+  python3 deploy/sample/feed-reports.py "$work/maildir" "$inbound_port" \
+    fbl@bounces.quickstart.localhost || { cat "$work/inbound.log"; exit 1; }
+fi
+
 step "report"
 "$mailer" campaign show "$id" --json | python3 -c '
 import json, sys
 c = json.load(sys.stdin)
 print("campaign %s: %s" % (c["id"], c["status"]))
 print("  " + ", ".join("%s %d" % kv for kv in c["counts"].items()))
+f = c.get("feedback")
+if f:
+    print("  feedback: " + ", ".join("%s %d" % kv for kv in f.items()))
 ' 
 # Per provider: deliveries sent, deferrals suffered on the way (attempts
 # beyond the final one), and the rate the throttle learned.

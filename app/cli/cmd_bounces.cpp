@@ -12,9 +12,9 @@
 
 #include "app/base/bounded_file.h"
 #include "app/base/errors.h"
-#include "app/cli/bounce_ingest.h"
 #include "app/cli/commands.h"
 #include "app/config/unsubscribe_secret.h"
+#include "app/inbound/bounce_ingest.h"
 #include "lists/bounce_parser.h"
 
 namespace mailer::app {

@@ -25,6 +25,7 @@ void register_sink(CLI::App& root, Context& ctx, Action& action);
 void register_simulate(CLI::App& root, Context& ctx, Action& action);
 void register_doctor(CLI::App& root, Context& ctx, Action& action);
 void register_bounces(CLI::App& root, Context& ctx, Action& action);
+void register_inbound(CLI::App& root, Context& ctx, Action& action);
 
 // A command this build does not implement yet: accepts any arguments, says
 // so on stderr and exits 2. Never pretends to work.

@@ -375,6 +375,38 @@ void read_bounces(ConfigReader r, BouncesSettings& b) {
   r.reject_unknown();
 }
 
+void read_inbound(ConfigReader r, InboundSettings& in) {
+  in.listen = r.get_string("listen", in.listen);
+  if (in.listen.find(':') == std::string::npos) {
+    r.fail("listen", fmt::format("expected ADDRESS:PORT, got {}", quote_value(in.listen)));
+  }
+  in.domains = r.get_string_list("domains", in.domains);
+  for (std::string& d : in.domains) {
+    if (d.empty() || d.find_first_of(" @<>\r\n\t") != std::string::npos) {
+      r.fail("domains", fmt::format("expected domain names, got {}", quote_value(d)));
+    }
+  }
+  in.max_message_size = r.get_int("max_message_size", in.max_message_size, 4096, 1 << 30);
+  in.tls_cert_file = r.get_string("tls_cert_file", in.tls_cert_file);
+  in.tls_key_file = r.get_string("tls_key_file", in.tls_key_file);
+  if (in.tls_cert_file.empty() != in.tls_key_file.empty()) {
+    r.fail(in.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+           "tls_cert_file and tls_key_file go together: set both or neither");
+  }
+  in.hostname = r.get_string("hostname", in.hostname);
+  if (in.hostname.find_first_of(" @<>\r\n\t") != std::string::npos) {
+    r.fail("hostname", fmt::format("expected a host name, got {}", quote_value(in.hostname)));
+  }
+  in.max_connections = r.get_int("max_connections", in.max_connections, 1, 100000);
+  in.command_timeout = r.get_duration("command_timeout", in.command_timeout, std::chrono::hours(1));
+  if (in.command_timeout < std::chrono::seconds(1))
+    r.fail("command_timeout", "must be at least 1s");
+  in.data_timeout = r.get_duration("data_timeout", in.data_timeout, std::chrono::hours(1));
+  if (in.data_timeout < std::chrono::seconds(1)) r.fail("data_timeout", "must be at least 1s");
+  in.drain_timeout = r.get_duration("drain_timeout", in.drain_timeout, std::chrono::hours(1));
+  r.reject_unknown();
+}
+
 double read_rate(ConfigReader& r, std::string_view key, double fallback) {
   const double v = r.get_number(key, fallback);
   if (!(v >= 0.0 && v <= 1.0)) {
@@ -414,6 +446,7 @@ Config parse_config(const std::string& text, const std::string& file) {
   read_worker(r.table("worker"), c.worker);
   read_doctor(r.table("doctor"), c.doctor);
   read_bounces(r.table("bounces"), c.bounces);
+  read_inbound(r.table("inbound"), c.inbound);
   read_guard(r.table("guard"), c.guard);
   r.reject_unknown();
   return c;

@@ -175,6 +175,31 @@ struct BouncesSettings {
   int max_message_bytes = 10 << 20;
 };
 
+// [inbound]: `mailer inbound`, the SMTP server for bounces and feedback-loop
+// reports.
+struct InboundSettings {
+  // Address the server listens on (--listen overrides).
+  std::string listen = "0.0.0.0:25";
+  // Recipient domains accepted at RCPT (case-insensitive); empty: [sender]
+  // verp_domain. Any other recipient gets 550: never an open relay.
+  std::vector<std::string> domains;
+  // Largest message accepted (advertised with SIZE; 552 beyond it).
+  int max_message_size = 10 << 20;
+  // STARTTLS with this certificate chain and key (PEM); both or neither.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Name in the greeting and the EHLO reply; empty: [sender] helo_name.
+  std::string hostname;
+  // Connections served at once; more get 421 and are closed.
+  int max_connections = 100;
+  // Longest wait for a command (RFC 5321 4.5.3.2: at least 5 minutes) and
+  // for the next bytes of a message during DATA.
+  Duration command_timeout = std::chrono::minutes(5);
+  Duration data_timeout = std::chrono::minutes(3);
+  // On SIGTERM/SIGINT, how long transactions in flight may take to finish.
+  Duration drain_timeout = std::chrono::seconds(30);
+};
+
 // [guard]: a running campaign pauses itself when what comes back says its
 // mail is unwanted.
 struct GuardSettings {
@@ -202,6 +227,7 @@ struct Config {
   WorkerSettings worker;
   DoctorSettings doctor;
   BouncesSettings bounces;
+  InboundSettings inbound;
   GuardSettings guard;
 };
 

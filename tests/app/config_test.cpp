@@ -319,6 +319,32 @@ TEST(Config, BouncesAndGuardAreValidated) {
   EXPECT_EQ(c.bounces.soft_window, std::chrono::hours(24 * 7));
 }
 
+TEST(Config, InboundIsValidatedAndTheExampleStatesItsDefaults) {
+  const InboundSettings defaults;
+  const Config example = parse_config(shipped_example(), "mailer.example.toml");
+  EXPECT_EQ(example.inbound.listen, defaults.listen);
+  EXPECT_EQ(example.inbound.max_message_size, defaults.max_message_size);
+  EXPECT_EQ(example.inbound.max_connections, defaults.max_connections);
+  EXPECT_EQ(example.inbound.command_timeout, defaults.command_timeout);
+  EXPECT_EQ(example.inbound.data_timeout, defaults.data_timeout);
+  EXPECT_EQ(example.inbound.drain_timeout, defaults.drain_timeout);
+  EXPECT_TRUE(example.inbound.domains.empty());
+  EXPECT_THROW(parse_config("[inbound]\ntls_cert_file = \"c.pem\"\n", "m.toml"), UsageError);
+  EXPECT_THROW(parse_config("[inbound]\ndomains = [\"a@b\"]\n", "m.toml"), UsageError);
+  EXPECT_THROW(parse_config("[inbound]\nlisten = \"25\"\n", "m.toml"), UsageError);
+  EXPECT_THROW(parse_config("[inbound]\ncommand_timeout = \"0s\"\n", "m.toml"), UsageError);
+  EXPECT_THROW(parse_config("[inbound]\nmax_connections = 0\n", "m.toml"), UsageError);
+  EXPECT_THROW(parse_config("[inbound]\nbogus = 1\n", "m.toml"), UsageError);
+  const Config c = parse_config(
+      "[inbound]\ndomains = [\"bounces.example.com\", \"fbl.example.com\"]\n"
+      "max_message_size = 65536\ndata_timeout = \"90s\"\n",
+      "m.toml");
+  EXPECT_EQ(c.inbound.domains,
+            (std::vector<std::string>{"bounces.example.com", "fbl.example.com"}));
+  EXPECT_EQ(c.inbound.max_message_size, 65536);
+  EXPECT_EQ(c.inbound.data_timeout, std::chrono::seconds(90));
+}
+
 TEST(Config, ShippedExampleCommentedTablesParse) {
   Config c = parse_config(with_commented_tables_enabled(shipped_example()), "example.toml");
   ASSERT_EQ(c.throttle.provider_rules.size(), 1u);

@@ -1,7 +1,7 @@
 // Applying bounce, complaint and auto-reply messages: each message is parsed
 // (lists/bounce_parser), each recipient matched to the delivery it is about,
 // and what it says applied once (FeedbackStore). Shared by every way a report
-// comes in (`mailer bounces ingest` today).
+// comes in (`mailer bounces ingest`, `mailer inbound`).
 #pragma once
 
 #include <cstdint>
@@ -49,7 +49,14 @@ class BounceIngester {
   BounceIngester(db::Database& db, const Config& config, std::string secret);
 
   // Parses and applies one message; `name` names it in logs.
-  void apply(std::string_view message, const std::string& name);
+  // `envelope_recipients` are the addresses it was delivered to (RCPT TO of
+  // `mailer inbound`): a bounce to a VERP return path is matched by them
+  // like by its own Delivered-To header. Throws (db::ConnectionError, a
+  // pqxx error) when the database fails; recipients applied before the
+  // failure stay applied, and applying the message again records only the
+  // rest.
+  void apply(std::string_view message, const std::string& name,
+             const std::vector<std::string>& envelope_recipients = {});
   // Pauses, with a logged reason, each running campaign touched so far whose
   // complaint or hard-bounce rate passes [guard] after min_sent sends.
   void run_guard();

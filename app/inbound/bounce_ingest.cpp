@@ -1,4 +1,4 @@
-#include "app/cli/bounce_ingest.h"
+#include "app/inbound/bounce_ingest.h"
 
 #include <fmt/format.h>
 #include <openssl/evp.h>
@@ -9,6 +9,7 @@
 #include <charconv>
 #include <optional>
 
+#include "app/inbound/smtp_session.h"
 #include "lists/email_address.h"
 #include "sender/unsubscribe_token.h"
 #include "sender/verp.h"
@@ -147,7 +148,7 @@ db::FeedbackRow BounceIngester::match(const lists::BounceReport& report,
     }
     if (!forged_claim) {
       forged_claim = claim;
-      spdlog::debug("bounces: {} does not verify as a return path of ours", address);
+      spdlog::debug("bounces: {} does not verify as a return path of ours", log_escape(address));
     }
   }
   if (forged_claim) {
@@ -197,15 +198,19 @@ db::FeedbackRow BounceIngester::match(const lists::BounceReport& report,
   return row;
 }
 
-void BounceIngester::apply(std::string_view message, const std::string& name) {
+void BounceIngester::apply(std::string_view message, const std::string& name,
+                           const std::vector<std::string>& envelope_recipients) {
   ++summary_.messages;
   lists::BounceParserLimits limits;
   limits.max_message_bytes = static_cast<std::size_t>(config_.bounces.max_message_bytes);
-  const lists::BounceReport report = lists::parse_bounce(message, limits);
+  lists::BounceReport report = lists::parse_bounce(message, limits);
+  for (const std::string& rcpt : envelope_recipients) {
+    report.verp_headers.emplace_back("RCPT TO", rcpt);
+  }
   const std::vector<lists::BounceRecipient> recipients = report_recipients(report);
   if (recipients.empty()) {
     ++summary_.not_reports;
-    spdlog::info("bounces: {}: not a bounce, complaint or auto-reply", name);
+    spdlog::debug("bounces: {}: not a bounce, complaint or auto-reply", name);
     return;
   }
   const std::string key = report_message_key(message);
@@ -217,12 +222,13 @@ void BounceIngester::apply(std::string_view message, const std::string& name) {
         std::chrono::duration_cast<std::chrono::milliseconds>(config_.bounces.soft_window));
     if (!applied.recorded) {
       ++summary_.duplicates;
-      spdlog::debug("bounces: {}: {} already applied", name, r.address);
+      spdlog::debug("bounces: {}: {} already applied", name, log_escape(r.address));
       continue;
     }
     if (row.kind == "unmatched") {
       ++summary_.unmatched;
-      spdlog::debug("bounces: {}: {} ({}) matches no delivery", name, r.address, row.reported_kind);
+      spdlog::debug("bounces: {}: {} ({}) matches no delivery", name, log_escape(r.address),
+                    row.reported_kind);
     } else if (row.kind == "hard") {
       ++summary_.hard;
     } else if (row.kind == "soft") {

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -156,6 +157,12 @@ class Sender {
         random_(std::random_device{}()) {
     tls_ = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
     tls_->set_default_verify_paths();
+    // Checked by the caller; a bundle that still fails here trusts nothing more.
+    if (!settings_.ca_pem.empty()) {
+      boost::system::error_code ec;
+      tls_->add_certificate_authority(boost::asio::buffer(settings_.ca_pem), ec);
+      if (ec) spdlog::error("extra certificate authorities not loaded: {}", ec.message());
+    }
     tls_->set_options(boost::asio::ssl::context::default_workarounds |
                       boost::asio::ssl::context::no_sslv2 | boost::asio::ssl::context::no_sslv3 |
                       boost::asio::ssl::context::no_tlsv1 | boost::asio::ssl::context::no_tlsv1_1);

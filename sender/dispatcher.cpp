@@ -398,8 +398,16 @@ class Sender {
     t.relay = true;
     t.implicit_tls = route->implicit_tls;
     a->targets.push_back(t);
-    // A pooled connection to the relay needs no lookup.
+    // A pooled connection to the relay needs no lookup (acquire() looks the
+    // relay up when it has to open a connection after all).
     if (idle_connection(a) != nullptr) return acquire(a);
+    resolve_relay(a);
+  }
+
+  // Looks up the relay's addresses, then acquires a connection.
+  void resolve_relay(const std::shared_ptr<Attempt>& a) {
+    const std::optional<RelayRoute> route = parse_route(a->job.route);
+    if (!route) return start_relay(a);  // reports the unusable route
     auto resolver = std::make_shared<boost::asio::ip::tcp::resolver>(io_);
     resolver->async_resolve(
         route->host, route->port,
@@ -455,6 +463,11 @@ class Sender {
       auto c = *idle;
       pool.conns.erase(idle);
       c->client->quit([c](SmtpResult) {});
+    }
+    // A relay attempt that began on a pooled connection has no addresses yet
+    // (that connection turned out closed): look them up first.
+    if (a->targets[a->next].relay && a->targets[a->next].endpoints.empty()) {
+      return resolve_relay(a);
     }
     const Target& target = a->targets[a->next++];
     auto conn = std::make_shared<Conn>();

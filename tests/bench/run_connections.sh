@@ -106,7 +106,7 @@ sent=$("$mailer" campaign show "$id" --json | python3 -c 'import json,sys; c=jso
 steady=$(psql "$MAILER_DATABASE_URL" -Atc "
   WITH s AS (SELECT sent_at, row_number() OVER (ORDER BY sent_at) AS n, count(*) OVER () AS total
              FROM deliveries WHERE campaign_id = $id AND state = 'sent')
-  SELECT (max(n) - min(n))::float8 / greatest(extract(epoch FROM max(sent_at) - min(sent_at)), 0.001)
+  SELECT (max(n) - min(n))::float8 / greatest(extract(epoch FROM max(sent_at) - min(sent_at))::float8, 0.001)
   FROM s WHERE n BETWEEN ceil(total * 0.20) AND floor(total * 0.95)")
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done

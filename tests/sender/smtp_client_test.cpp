@@ -1081,7 +1081,7 @@ TEST_F(SmtpClientTest, RequiredStartTlsToTheSinkUnderAnotherNameIsRefused) {
   SmtpResult r = wait_for(connected);
   EXPECT_EQ(r.outcome, SmtpOutcome::kTlsFailed) << r.error;
   EXPECT_TRUE(r.deferral());
-  EXPECT_FALSE(client->tls_active());
+  EXPECT_FALSE(client->usable());
   SmtpResult s = send(*client, message());
   EXPECT_EQ(s.outcome, SmtpOutcome::kNotAttempted);
   // The sink saw the handshake fail and took nothing.

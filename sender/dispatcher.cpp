@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -156,6 +157,12 @@ class Sender {
         random_(std::random_device{}()) {
     tls_ = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
     tls_->set_default_verify_paths();
+    // Checked by the caller; a bundle that still fails here trusts nothing more.
+    if (!settings_.ca_pem.empty()) {
+      boost::system::error_code ec;
+      tls_->add_certificate_authority(boost::asio::buffer(settings_.ca_pem), ec);
+      if (ec) spdlog::error("extra certificate authorities not loaded: {}", ec.message());
+    }
     tls_->set_options(boost::asio::ssl::context::default_workarounds |
                       boost::asio::ssl::context::no_sslv2 | boost::asio::ssl::context::no_sslv3 |
                       boost::asio::ssl::context::no_tlsv1 | boost::asio::ssl::context::no_tlsv1_1);
@@ -391,8 +398,16 @@ class Sender {
     t.relay = true;
     t.implicit_tls = route->implicit_tls;
     a->targets.push_back(t);
-    // A pooled connection to the relay needs no lookup.
+    // A pooled connection to the relay needs no lookup (acquire() looks the
+    // relay up when it has to open a connection after all).
     if (idle_connection(a) != nullptr) return acquire(a);
+    resolve_relay(a);
+  }
+
+  // Looks up the relay's addresses, then acquires a connection.
+  void resolve_relay(const std::shared_ptr<Attempt>& a) {
+    const std::optional<RelayRoute> route = parse_route(a->job.route);
+    if (!route) return start_relay(a);  // reports the unusable route
     auto resolver = std::make_shared<boost::asio::ip::tcp::resolver>(io_);
     resolver->async_resolve(
         route->host, route->port,
@@ -448,6 +463,11 @@ class Sender {
       auto c = *idle;
       pool.conns.erase(idle);
       c->client->quit([c](SmtpResult) {});
+    }
+    // A relay attempt that began on a pooled connection has no addresses yet
+    // (that connection turned out closed): look them up first.
+    if (a->targets[a->next].relay && a->targets[a->next].endpoints.empty()) {
+      return resolve_relay(a);
     }
     const Target& target = a->targets[a->next++];
     auto conn = std::make_shared<Conn>();

@@ -63,6 +63,9 @@ struct DispatcherSettings {
   // it is required.
   StartTls starttls = StartTls::kOpportunistic;
   bool verify_peer = true;
+  // PEM certificates of authorities trusted besides the system's; empty:
+  // the system's only.
+  std::string ca_pem;
   // AUTH on relay routes (URLs), never on MX deliveries.
   std::optional<SmtpLogin> relay_auth;
   SmtpTimeouts timeouts;

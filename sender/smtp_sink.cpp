@@ -1,10 +1,12 @@
 #include "sender/smtp_sink.h"
 
+#include <openssl/ssl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
@@ -192,14 +194,27 @@ class SmtpSink::Session : public std::enable_shared_from_this<SmtpSink::Session>
  private:
   bool stalls_at(SinkStage stage) const { return state_->options.stall_after == stage; }
 
+  // Runs `f` with the stream the session speaks over now: the socket, or
+  // the TLS stream on it after STARTTLS.
+  template <class F>
+  void with_stream(F&& f) {
+    if (tls_) {
+      f(*tls_);
+    } else {
+      f(socket_);
+    }
+  }
+
   // Stops answering but keeps the connection until the client gives up or the
   // idle timeout passes.
   void stall() {
     arm_deadline();
     auto self = shared_from_this();
-    socket_.async_read_some(asio::buffer(scratch_), [self](boost::system::error_code ec, size_t) {
-      if (ec) return self->close();
-      self->stall();
+    with_stream([&](auto& stream) {
+      stream.async_read_some(asio::buffer(scratch_), [self](boost::system::error_code ec, size_t) {
+        if (ec) return self->close();
+        self->stall();
+      });
     });
   }
 
@@ -216,18 +231,20 @@ class SmtpSink::Session : public std::enable_shared_from_this<SmtpSink::Session>
   void reply(std::string text, bool close_after = false) {
     out_ = std::move(text);
     auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(out_),
-                      [self, close_after](boost::system::error_code ec, size_t) {
-                        if (ec || close_after) return self->close();
-                        self->read_line();
-                      });
+    with_stream([&](auto& stream) {
+      asio::async_write(stream, asio::buffer(out_),
+                        [self, close_after](boost::system::error_code ec, size_t) {
+                          if (ec || close_after) return self->close();
+                          self->read_line();
+                        });
+    });
   }
 
   void read_line() {
     if (state_->stopped) return close();
     arm_deadline();
     auto self = shared_from_this();
-    asio::async_read_until(socket_, in_, "\r\n", [self](boost::system::error_code ec, size_t n) {
+    auto on_line = [self](boost::system::error_code ec, size_t n) {
       if (ec) return self->close();
       std::string line(asio::buffers_begin(self->in_.data()),
                        asio::buffers_begin(self->in_.data()) + static_cast<long>(n - 2));
@@ -237,7 +254,8 @@ class SmtpSink::Session : public std::enable_shared_from_this<SmtpSink::Session>
       } else {
         self->command(line);
       }
-    });
+    };
+    with_stream([&](auto& stream) { asio::async_read_until(stream, in_, "\r\n", on_line); });
   }
 
   void command(const std::string& line) {
@@ -255,6 +273,7 @@ class SmtpSink::Session : public std::enable_shared_from_this<SmtpSink::Session>
     if (verb == "NOOP") return reply("250 2.0.0 Ok\r\n");
     if (verb == "VRFY") return reply("252 2.0.0 Cannot VRFY user\r\n");
     if (verb == "QUIT") return reply("221 2.0.0 Bye\r\n", true);
+    if (verb == "STARTTLS") return starttls(arg);
     reply("502 5.5.2 Error: command not recognized\r\n");
   }
 
@@ -273,8 +292,43 @@ class SmtpSink::Session : public std::enable_shared_from_this<SmtpSink::Session>
     const SinkOptions& o = state_->options;
     if (!extended) return reply("250 " + o.hostname + "\r\n");
     reply("250-" + o.hostname + "\r\n250-PIPELINING\r\n250-SIZE " +
-          std::to_string(o.max_message_size) +
-          "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n");
+          std::to_string(o.max_message_size) + "\r\n" + (o.tls && !tls_ ? "250-STARTTLS\r\n" : "") +
+          "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n");
+  }
+
+  // RFC 3207: 220, then the TLS handshake on the same connection, after
+  // which the client starts over with EHLO.
+  void starttls(const std::string& arg) {
+    if (!state_->options.tls) return reply("502 5.5.1 Error: command not implemented\r\n");
+    if (tls_) return reply("503 5.5.1 Error: TLS already active\r\n");
+    if (!arg.empty()) return reply("501 5.5.4 Syntax: STARTTLS\r\n");
+    // Commands pipelined behind STARTTLS came in clear text and must not be
+    // taken as if they came over TLS (RFC 3207 §4.2, CVE-2011-0411).
+    if (in_.size() > 0) {
+      return reply("554 5.5.1 Error: commands sent after STARTTLS\r\n", true);
+    }
+    out_ = "220 2.0.0 Ready to start TLS\r\n";
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_), [self](boost::system::error_code ec, size_t) {
+      if (ec) return self->close();
+      self->handshake();
+    });
+  }
+
+  void handshake() {
+    tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *state_->options.tls);
+    arm_deadline();
+    auto self = shared_from_this();
+    tls_->async_handshake(asio::ssl::stream_base::server, [self](boost::system::error_code ec) {
+      if (ec) {
+        ++self->state_->counters.tls_failed;
+        return self->close();
+      }
+      ++self->state_->counters.tls_sessions;
+      self->greeted_ = false;
+      self->reset();
+      self->read_line();
+    });
   }
 
   void mail(const std::string& arg) {
@@ -401,6 +455,7 @@ class SmtpSink::Session : public std::enable_shared_from_this<SmtpSink::Session>
 
   std::shared_ptr<State> state_;
   tcp::socket socket_;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   asio::steady_timer deadline_;
   asio::steady_timer delay_;
   asio::streambuf in_{kMaxDataLine + 2};
@@ -458,6 +513,30 @@ const SinkCounters& SmtpSink::counters() const {
   return state_->counters;
 }
 
+std::shared_ptr<asio::ssl::context> sink_tls_context(const std::string& cert_file,
+                                                     const std::string& key_file) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                   asio::ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) {
+    throw std::runtime_error("certificate file " + cert_file + ": " + ec.message() +
+                             " (expected a PEM certificate chain)");
+  }
+  ctx->use_private_key_file(key_file, asio::ssl::context::pem, ec);
+  if (ec) {
+    throw std::runtime_error("key file " + key_file + ": " + ec.message() +
+                             " (expected a PEM private key)");
+  }
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    throw std::runtime_error("key file " + key_file + " does not belong to certificate file " +
+                             cert_file);
+  }
+  return ctx;
+}
+
 namespace {
 std::string json_map(const std::map<std::string, std::uint64_t>& m) {
   std::string out = "{";
@@ -478,7 +557,9 @@ std::string to_json(const SinkCounters& c) {
   return "{\"connections\":" + std::to_string(c.connections) +
          ",\"accepted\":" + std::to_string(c.accepted) + ",\"deferred\":" + json_map(c.deferred) +
          ",\"rejected\":" + json_map(c.rejected) + ",\"dropped\":" + std::to_string(c.dropped) +
-         ",\"timed_out\":" + std::to_string(c.timed_out) + "}";
+         ",\"timed_out\":" + std::to_string(c.timed_out) +
+         ",\"tls_sessions\":" + std::to_string(c.tls_sessions) +
+         ",\"tls_failed\":" + std::to_string(c.tls_failed) + "}";
 }
 
 std::string to_text(const SinkCounters& c) {
@@ -488,6 +569,10 @@ std::string to_text(const SinkCounters& c) {
   for (const auto& [k, v] : c.deferred) out += " deferred." + k + "=" + std::to_string(v);
   for (const auto& [k, v] : c.rejected) out += " rejected." + k + "=" + std::to_string(v);
   out += " dropped=" + std::to_string(c.dropped) + " timed_out=" + std::to_string(c.timed_out);
+  if (c.tls_sessions > 0 || c.tls_failed > 0) {
+    out += " tls_sessions=" + std::to_string(c.tls_sessions) +
+           " tls_failed=" + std::to_string(c.tls_failed);
+  }
   return out;
 }
 

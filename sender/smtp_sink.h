@@ -1,6 +1,7 @@
 // The rehearsal SMTP sink behind `mailer sink`: an SMTP server on Boost.Asio
 // that accepts mail (EHLO/HELO, PIPELINING, 8BITMIME, SIZE, DATA with
-// dot-unstuffing), optionally stores it in a maildir, and above a configured
+// dot-unstuffing, STARTTLS when given a certificate), optionally stores it in
+// a maildir, and above a configured
 // capacity answers like a real mailbox provider does when it throttles: a
 // deferral at MAIL or at the end of data with the provider's own wording,
 // Yahoo's [TSS04] penalty box, Outlook's 4.7.650. Fault injection flags make
@@ -16,6 +17,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -76,6 +78,10 @@ struct SinkOptions {
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
   // Name in the greeting and EHLO reply.
   std::string hostname = "mailer-sink";
+  // A TLS server context (certificate and key loaded): STARTTLS is
+  // advertised and the session upgrades on it (RFC 3207). Empty: plain text
+  // only, and STARTTLS is answered 502.
+  std::shared_ptr<boost::asio::ssl::context> tls;
 
   // Fault injection.
   // RCPT addresses matching this get "550 5.1.1 ... User unknown".
@@ -95,8 +101,10 @@ struct SinkCounters {
   std::map<std::string, std::uint64_t> deferred;
   // Refusals by reason: "unknown_recipient", "size", "greeting".
   std::map<std::string, std::uint64_t> rejected;
-  std::uint64_t dropped = 0;    // connections closed by fault injection
-  std::uint64_t timed_out = 0;  // clients dropped for stalling
+  std::uint64_t dropped = 0;       // connections closed by fault injection
+  std::uint64_t timed_out = 0;     // clients dropped for stalling
+  std::uint64_t tls_sessions = 0;  // STARTTLS handshakes that succeeded
+  std::uint64_t tls_failed = 0;    // STARTTLS handshakes that failed
 };
 
 class SmtpSink {
@@ -121,8 +129,14 @@ class SmtpSink {
   std::shared_ptr<State> state_;
 };
 
+// A TLS server context for the sink from a PEM certificate chain and its
+// private key. Throws std::runtime_error naming the file that cannot be used.
+std::shared_ptr<boost::asio::ssl::context> sink_tls_context(const std::string& cert_file,
+                                                            const std::string& key_file);
+
 // The counters as one JSON object (the `mailer sink --json` shape):
-// {"connections":N,"accepted":N,"deferred":{...},"rejected":{...},"dropped":N,"timed_out":N}
+// {"connections":N,"accepted":N,"deferred":{...},"rejected":{...},"dropped":N,"timed_out":N,
+//  "tls_sessions":N,"tls_failed":N}
 std::string to_json(const SinkCounters& counters);
 // One human line for the periodic report on stderr.
 std::string to_text(const SinkCounters& counters);

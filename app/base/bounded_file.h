@@ -16,6 +16,8 @@ namespace mailer::app {
 inline constexpr std::size_t kMaxConfigFileBytes = 16 << 20;
 // A secret, password or PEM key (an RSA-16384 key is about 13 KiB).
 inline constexpr std::size_t kMaxSecretFileBytes = 64 << 10;
+// A PEM bundle of certificate authorities (a system bundle is about 200 KiB).
+inline constexpr std::size_t kMaxCertificateFileBytes = 8 << 20;
 // A list-hygiene table (role accounts, disposable or typo domains).
 inline constexpr std::size_t kMaxTableFileBytes = 64 << 20;
 

@@ -1,5 +1,6 @@
 // `mailer sink --listen ADDR:PORT [--profile gmail|yahoo|outlook|generic]
-// [--capacity N] [--latency DUR] [--maildir DIR] [--json]` plus fault
+// [--capacity N] [--latency DUR] [--maildir DIR] [--tls-cert FILE --tls-key FILE]
+// [--json]` plus fault
 // injection flags: the rehearsal SMTP server. Runs until SIGINT/SIGTERM,
 // prints counters to stderr every few seconds and at the end (with --json,
 // one JSON object on stdout at the end).
@@ -36,6 +37,8 @@ struct SinkCommandOptions {
   std::uint64_t drop_mid_data_every = 0;
   std::string stall_after;
   bool greeting_421 = false;
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 Duration duration_option(const std::string& flag, const std::string& text) {
@@ -101,6 +104,17 @@ sender::SinkOptions sink_options(const SinkCommandOptions& o) {
     }
   }
   s.greeting_421 = o.greeting_421;
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    throw UsageError(o.tls_cert.empty() ? "--tls-key: needs --tls-cert as well"
+                                        : "--tls-cert: needs --tls-key as well");
+  }
+  if (!o.tls_cert.empty()) {
+    try {
+      s.tls = sender::sink_tls_context(o.tls_cert, o.tls_key);
+    } catch (const std::exception& e) {
+      throw UsageError("--tls-cert/--tls-key: " + std::string(e.what()));
+    }
+  }
   return s;
 }
 
@@ -119,7 +133,8 @@ int run_sink(const SinkCommandOptions& o) {
   }
   auto bound = sink->local_endpoint();
   std::cerr << "mailer sink: listening on " << bound.address().to_string() << ":" << bound.port()
-            << " profile=" << o.profile << " capacity=" << o.capacity << std::endl;
+            << " profile=" << o.profile << " capacity=" << o.capacity
+            << (o.tls_cert.empty() ? "" : " starttls=on") << std::endl;
 
   asio::steady_timer report(io);
   std::function<void()> schedule = [&] {
@@ -162,6 +177,10 @@ void register_sink(CLI::App& root, Context&, Action& action) {
   sub->add_option("--latency", o->latency, "delay before the reply to the final dot")
       ->capture_default_str();
   sub->add_option("--maildir", o->maildir, "store accepted messages in this maildir");
+  sub->add_option(
+      "--tls-cert", o->tls_cert,
+      "PEM certificate chain: advertise STARTTLS and upgrade with it (needs --tls-key)");
+  sub->add_option("--tls-key", o->tls_key, "PEM private key of --tls-cert");
   sub->add_flag("--json", o->json, "print the final counters as one JSON object on stdout");
   sub->add_option("--report-every", o->report_every,
                   "counter report interval on stderr (0ms = off)")

@@ -78,6 +78,7 @@ void read_sender(ConfigReader r, SenderSettings& s) {
   }
   s.starttls = r.get_choice("starttls", s.starttls, {"opportunistic", "required", "none"});
   s.verify_certificates = r.get_bool("verify_certificates", s.verify_certificates);
+  s.ca_file = r.get_string("ca_file", s.ca_file);
   s.auth_user = r.get_string("auth_user", s.auth_user);
   s.auth_password_file = r.get_string("auth_password_file", s.auth_password_file);
   if (s.auth_user.find_first_of("\r\n") != std::string::npos) {

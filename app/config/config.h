@@ -39,6 +39,9 @@ struct SenderSettings {
   std::string starttls = "opportunistic";
   // Verify server certificates and host names when TLS is used.
   bool verify_certificates = true;
+  // PEM file of certificate authorities trusted in addition to the system's
+  // (a private relay's CA, a rehearsal sink's test CA); empty: the system's only.
+  std::string ca_file;
   // SMTP AUTH for relay routes (smtp:// or smtps:// URLs, never "mx"). The
   // password comes from auth_password_file or $MAILER_SMTP_PASSWORD, never
   // from this file itself, and is never logged.

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <cstdlib>
 
 #include "app/base/bounded_file.h"
@@ -53,6 +55,19 @@ sender::DispatcherSettings dispatcher_settings(const Config& config) {
                : s.starttls == "none"   ? sender::StartTls::kNone
                                         : sender::StartTls::kOpportunistic;
   d.verify_peer = s.verify_certificates;
+  if (!s.ca_file.empty()) {
+    d.ca_pem =
+        read_configured_file(config.source, "sender.ca_file", s.ca_file, kMaxCertificateFileBytes);
+    // Refused here, with the key named, rather than on the sending thread.
+    boost::asio::ssl::context probe(boost::asio::ssl::context::tls_client);
+    boost::system::error_code ec;
+    probe.add_certificate_authority(boost::asio::buffer(d.ca_pem), ec);
+    if (ec) {
+      throw UsageError(
+          fmt::format("{}: key \"sender.ca_file\": {}: not a PEM certificate bundle ({})",
+                      config.source, s.ca_file, ec.message()));
+    }
+  }
   d.relay_auth = relay_credentials(config);
   // Connection set-up steps under connect_timeout, each reply under
   // reply_timeout, the reply to the end of DATA under transaction_timeout.

@@ -6,16 +6,17 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
 #include "app/base/bounded_file.h"
+#include "app/base/errors.h"
 #include "app/config/config.h"
 #include "app/config/config_reader.h"
+#include "app/config/unsubscribe_secret.h"
 #include "app/db/database.h"
 #include "app/worker/dispatcher_setup.h"
-#include "app/base/errors.h"
-#include "app/config/unsubscribe_secret.h"
 #include "tests/support/config_error.h"
 #include "tests/support/process.h"
 
@@ -235,6 +236,36 @@ TEST(ConfigLimits, SecretAndKeyFilesAreBoundedAndNamed) {
   c.sender.auth_password_file = "/dev/zero";
   EXPECT_EQ(usage_error_of([&] { dispatcher_settings(c); }),
             "mailer.toml: key \"sender.auth_password_file\": /dev/zero: larger than 65536 bytes");
+  std::filesystem::remove_all(dir);
+}
+
+// [sender] ca_file: read with a size limit and checked when the worker's
+// settings are made, naming the key and the file; a PEM bundle is taken.
+TEST(ConfigLimits, SenderCaFileMustBeAPemBundleAndIsNamedWhenItIsNot) {
+  const std::string dir = mailer::testing::make_temp_dir("cafile");
+  Config c = parse_config("[sender]\nca_file = \"" + dir + "/ca.pem\"\n", "mailer.toml");
+  EXPECT_EQ(c.sender.ca_file, dir + "/ca.pem");
+  mailer::testing::write_file(dir + "/secret", "0123456789abcdef0123456789abcdef\n");
+  c.unsubscribe.secret_file = dir + "/secret";
+  mailer::testing::write_file(dir + "/ca.pem", "not a certificate\n");
+  const std::string error = usage_error_of([&] { dispatcher_settings(c); });
+  EXPECT_EQ(error.rfind("mailer.toml: key \"sender.ca_file\": " + dir +
+                            "/ca.pem: not a PEM certificate bundle",
+                        0),
+            0u)
+      << error;
+  c.sender.ca_file = "/dev/zero";
+  EXPECT_EQ(usage_error_of([&] { dispatcher_settings(c); }),
+            "mailer.toml: key \"sender.ca_file\": /dev/zero: larger than 8388608 bytes");
+  ASSERT_EQ(std::system(("cd '" + dir +
+                         "' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+                         " -nodes -keyout ca.key -out ca.pem -subj '/CN=test CA' -days 1"
+                         " >openssl.log 2>&1")
+                            .c_str()),
+            0);
+  c.sender.ca_file = dir + "/ca.pem";
+  const sender::DispatcherSettings d = dispatcher_settings(c);
+  EXPECT_NE(d.ca_pem.find("BEGIN CERTIFICATE"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 

@@ -4,13 +4,17 @@
 # `mailer run --until-idle` sending a campaign of N recipients spread evenly
 # over them. Each provider allows its default 20 connections, so the ceiling
 # is 80 / (LATENCY + envelope round trip). Prints the accepted rate beside
-# connections / latency.
+# connections / latency, and the steady rate after the ramp (the sends
+# between 40 % and 95 % of the total, by their sent_at) beside it.
 #
-#   tests/bench/run_latency.sh [RECIPIENTS] [LATENCY_MS] [INITIAL_RATE] [BUILD_DIR]
+#   [TLS=on|off] tests/bench/run_latency.sh [RECIPIENTS] [LATENCY_MS] [INITIAL_RATE] [BUILD_DIR]
 #
 # INITIAL_RATE (default 1000) is each provider's starting rate, so that the
 # pacer does not bound the run and the connections do; "default" keeps the
-# shipped starting rate, and the run then shows the AIMD ramp instead.
+# shipped throttle configuration, and the run then includes the AIMD ramp.
+# TLS=on (the default): the sinks offer STARTTLS with a throwaway test
+# certificate, and the sender requires it and verifies it against the test
+# CA ([sender] starttls = "required", ca_file). TLS=off: plain text.
 # Needs the private cluster: deploy/pg-local.sh start.
 set -euo pipefail
 
@@ -18,7 +22,10 @@ N=${1:-8000}
 L=${2:-250}
 RATE=${3:-1000}
 BUILD=${4:-build/release}
+TLS=${TLS:-on}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/bench/test_cert.sh
+source "$ROOT/tests/bench/test_cert.sh"
 mailer="$ROOT/$BUILD/app/mailer"
 WORK=$(mktemp -d)
 pids=()
@@ -39,10 +46,18 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+tls_sink=()
+tls_sender=""
+if [ "$TLS" = on ]; then
+  make_test_cert "$WORK"
+  tls_sink=(--tls-cert "$WORK/sink.pem" --tls-key "$WORK/sink.key")
+  tls_sender=$'starttls = "required"\nverify_certificates = true\nca_file = "'"$WORK/ca.pem"'"'
+fi
+
 declare -A port
 for p in gmail yahoo outlook generic; do
   port[$p]=$(free_port)
-  "$mailer" sink --listen "127.0.0.1:${port[$p]}" --latency "${L}ms" --json \
+  "$mailer" sink --listen "127.0.0.1:${port[$p]}" --latency "${L}ms" --json "${tls_sink[@]}" \
     >"$WORK/sink-$p.json" 2>"$WORK/sink-$p.log" &
   pids+=($!)
   for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/${port[$p]}") 2>/dev/null && break; sleep 0.1; done
@@ -60,6 +75,7 @@ cat >"$WORK/mailer.toml" <<TOML
 helo_name = "bench.localhost"
 # Its own throttle key, so the learned rates of a run stay out of other work.
 egress = "$EGRESS"
+$tls_sender
 [routes]
 gmail = "smtp://127.0.0.1:${port[gmail]}"
 yahoo = "smtp://127.0.0.1:${port[yahoo]}"
@@ -94,12 +110,27 @@ start=$(date +%s.%N)
 "$mailer" run --campaign "$id" --until-idle --worker-id "bench-$id" 2>"$WORK/run.log"
 end=$(date +%s.%N)
 sent=$("$mailer" campaign show "$id" --json | python3 -c 'import json,sys; c=json.load(sys.stdin); print(c.get("counts", c).get("sent", 0))')
-python3 - "$sent" "$start" "$end" "$L" <<'PY'
+# The steady rate: sends between 40 % and 95 % of the total, by sent_at (the
+# ramp is over by 40 % of a run of this length; the last 5 % is the tail).
+steady=$(psql "$MAILER_DATABASE_URL" -Atc "
+  WITH s AS (SELECT sent_at, row_number() OVER (ORDER BY sent_at) AS n, count(*) OVER () AS total
+             FROM deliveries WHERE campaign_id = $id AND state = 'sent')
+  SELECT (max(n) - min(n))::float8 / greatest(extract(epoch FROM max(sent_at) - min(sent_at))::float8, 0.001)
+  FROM s WHERE n BETWEEN ceil(total * 0.40) AND floor(total * 0.95)")
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+pids=()
+tls_sessions=$(cat "$WORK"/sink-*.json | python3 -c 'import json,sys; print(sum(json.loads(l).get("tls_sessions", 0) for l in sys.stdin if l.strip()))')
+connections=$(cat "$WORK"/sink-*.json | python3 -c 'import json,sys; print(sum(json.loads(l)["connections"] for l in sys.stdin if l.strip()))')
+python3 - "$sent" "$start" "$end" "$L" "$steady" "$RATE" "$TLS" "$connections" "$tls_sessions" <<'PY'
 import sys
 sent, start, end, lat = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+steady, rate_cfg, tls, conns, tls_sessions = float(sys.argv[5] or 0), sys.argv[6], sys.argv[7], sys.argv[8], sys.argv[9]
 took = end - start
 rate = sent / took
 ceiling = 80 / (lat / 1000.0)
-print(f"sent {sent} in {took:.1f} s: {rate:.1f} msg/s; connections/latency = 80/{lat/1000:.3f} s = "
+print(f"latency {lat:.0f} ms, initial rate {rate_cfg}, TLS {tls} ({tls_sessions} TLS sessions over {conns} connections)")
+print(f"  whole run: sent {sent} in {took:.1f} s: {rate:.1f} msg/s; connections/latency = 80/{lat/1000:.3f} s = "
       f"{ceiling:.0f} msg/s; ratio {rate / ceiling:.2f}")
+print(f"  steady (40-95 % of sends): {steady:.1f} msg/s; ratio {steady / ceiling:.2f}")
 PY

@@ -316,7 +316,7 @@ TEST(SinkTest, CountersPrintAsJson) {
   c.deferred["capacity"] = 1;
   EXPECT_EQ(to_json(c),
             "{\"connections\":3,\"accepted\":2,\"deferred\":{\"capacity\":1},\"rejected\":{},"
-            "\"dropped\":0,\"timed_out\":0}");
+            "\"dropped\":0,\"timed_out\":0,\"tls_sessions\":0,\"tls_failed\":0}");
 }
 
 }  // namespace

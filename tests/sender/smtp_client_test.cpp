@@ -1,8 +1,9 @@
 // SmtpClient against real peers on loopback: a scripted SMTP server written
 // here on Asio (it plays a script of expected commands and replies, can send
 // a reply one byte at a time, close in the middle of a reply, stall, speak
-// STARTTLS with a test certificate and check credentials), and Postfix's
-// smtp-sink for many messages over one connection.
+// STARTTLS with a test certificate and check credentials), Postfix's
+// smtp-sink for many messages over one connection, and `mailer sink`'s own
+// STARTTLS with the same test certificate.
 
 // clang-format off
 #include <utility>  // first: Boost 1.74's awaitable.hpp uses std::exchange without it
@@ -30,7 +31,9 @@
 #include <vector>
 
 #include "sender/smtp_reply_reader.h"
+#include "sender/smtp_sink.h"
 #include "tests/sender/loopback_peers.h"
+#include "tests/sender/sink_thread.h"
 #include "throttle/reply_classifier.h"
 
 namespace mailer::sender {
@@ -1028,6 +1031,78 @@ TEST_F(SmtpClientTest, DeliversManyMessagesOverOneConnectionToSmtpSink) {
   EXPECT_EQ(client->messages_started(), kMessages);
   EXPECT_FALSE(client->usable());
   EXPECT_EQ(quit(*client).outcome, SmtpOutcome::kOk);
+}
+
+// The rehearsal sink with --tls-cert/--tls-key: the client requires
+// STARTTLS and verifies the sink's certificate against the test CA; the
+// messages go over TLS and arrive.
+TEST_F(SmtpClientTest, RequiredStartTlsToTheSinkVerifiesItsCertificateAndDelivers) {
+  SinkOptions so;
+  so.tls = sink_tls_context(test_pki().cert().string(), test_pki().key().string());
+  mailer::testing::SinkThread sink(std::move(so));
+  SmtpClientOptions o = options();
+  o.starttls = StartTls::kRequired;
+  o.verify_certificates = true;
+  o.tls_context = client_tls();
+  auto client = make_client(o);
+  std::optional<SmtpResult> connected;
+  client->connect({tcp::endpoint(asio::ip::make_address("127.0.0.1"), sink.port())},
+                  "mx.test.example", [&](SmtpResult r) { connected = r; });
+  ASSERT_EQ(wait_for(connected).outcome, SmtpOutcome::kOk) << connected->error;
+  EXPECT_TRUE(client->tls_active());
+  // The EHLO after the upgrade no longer offers STARTTLS.
+  EXPECT_FALSE(client->capabilities().starttls);
+  EXPECT_TRUE(client->capabilities().pipelining);
+  for (int i = 0; i < 3; ++i) {
+    SmtpResult r = send(*client, message({"rcpt" + std::to_string(i) + "@example.net"}));
+    EXPECT_EQ(r.outcome, SmtpOutcome::kOk) << r.error;
+  }
+  EXPECT_EQ(quit(*client).outcome, SmtpOutcome::kOk);
+  const SinkCounters c = sink.counters();
+  EXPECT_EQ(c.accepted, 3u);
+  EXPECT_EQ(c.tls_sessions, 1u);
+  EXPECT_EQ(c.tls_failed, 0u);
+}
+
+// The same sink reached under a name its certificate does not carry: the
+// handshake is refused by the client and no message goes out.
+TEST_F(SmtpClientTest, RequiredStartTlsToTheSinkUnderAnotherNameIsRefused) {
+  SinkOptions so;
+  so.tls = sink_tls_context(test_pki().cert().string(), test_pki().key().string());
+  mailer::testing::SinkThread sink(std::move(so));
+  SmtpClientOptions o = options();
+  o.starttls = StartTls::kRequired;
+  o.verify_certificates = true;
+  o.tls_context = client_tls();
+  auto client = make_client(o);
+  std::optional<SmtpResult> connected;
+  client->connect({tcp::endpoint(asio::ip::make_address("127.0.0.1"), sink.port())},
+                  "mx.other.example", [&](SmtpResult r) { connected = r; });
+  SmtpResult r = wait_for(connected);
+  EXPECT_EQ(r.outcome, SmtpOutcome::kTlsFailed) << r.error;
+  EXPECT_TRUE(r.deferral());
+  EXPECT_FALSE(client->usable());
+  SmtpResult s = send(*client, message());
+  EXPECT_EQ(s.outcome, SmtpOutcome::kNotAttempted);
+  // The sink saw the handshake fail and took nothing.
+  EXPECT_TRUE(mailer::testing::run_until(
+      io_, [&] { return sink.counters().tls_failed == 1; }, 5s));
+  EXPECT_EQ(sink.counters().tls_sessions, 0u);
+  EXPECT_EQ(sink.counters().accepted, 0u);
+}
+
+// A sink without a certificate neither offers STARTTLS nor takes it.
+TEST_F(SmtpClientTest, SinkWithoutACertificateDoesNotOfferStartTls) {
+  mailer::testing::SinkThread sink(SinkOptions{});
+  SmtpClientOptions o = options();
+  o.starttls = StartTls::kRequired;
+  auto client = make_client(o);
+  std::optional<SmtpResult> connected;
+  client->connect({tcp::endpoint(asio::ip::make_address("127.0.0.1"), sink.port())},
+                  "mx.test.example", [&](SmtpResult r) { connected = r; });
+  SmtpResult r = wait_for(connected);
+  EXPECT_EQ(r.outcome, SmtpOutcome::kTlsFailed) << r.error;
+  EXPECT_EQ(sink.counters().accepted, 0u);
 }
 
 TEST_F(SmtpClientTest, RefusedConnectionIsAConnectionFailure) {

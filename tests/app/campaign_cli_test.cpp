@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <fmt/format.h>
+
+#include <ctime>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/app/queue_seed.h"
@@ -142,10 +146,29 @@ TEST_F(CampaignCliTest, UntilIdleWaitsForPendingRetries) {
 
 TEST_F(CampaignCliTest, UntilIdleDoesNotWaitForAScheduledStartOrAWindow) {
   seed_list(t_.url(), "news", 4);
-  create("news", {"--at", "2099-01-01T00:00:00Z"});
+  const auto scheduled = create("news", {"--at", "2099-01-01T00:00:00Z"});
+  // A window of one hour that starts two hours from now (UTC): closed now
+  // and for at least the next hour, whenever the test runs.
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  const int opens = (utc.tm_hour + 2) % 24;
+  const std::string window = fmt::format("{:02}:00-{:02}:00", opens, (opens + 1) % 24);
+  const auto windowed = create("news", {"--window", window, "--tz", "UTC"});
+  ASSERT_EQ(mailer({"campaign", "start", std::to_string(windowed)}).exit_code, 0);
+  const auto started = std::chrono::steady_clock::now();
   auto run = mailer({"run", "--until-idle", "--transport", "null"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_NE(run.err.find("campaign 1 is scheduled for 2099-01-01T00:00:00Z"), std::string::npos)
+  // It neither sent anything nor waited for the window to open.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(60));
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sent'"), 0);
+  EXPECT_NE(run.err.find(fmt::format("campaign {} is scheduled for 2099-01-01T00:00:00Z",
+                                     scheduled)),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find(fmt::format("campaign {} waits for its send window {} UTC", windowed,
+                                     window)),
+            std::string::npos)
       << run.err;
 }
 

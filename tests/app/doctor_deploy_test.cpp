@@ -135,9 +135,10 @@ TEST(DeployUnits, SystemdAnalyzeVerifiesThemCleanly) {
 }
 
 // Reads the Containerfile's text; it builds nothing. Building the image for
-// real needs the debian:12 base images from a container registry, which the
-// build machines cannot reach (only Debian's package archive), so no test
-// here runs podman or buildah.
+// real was tried with Debian's podman: it installs and runs on the build
+// machines, but `FROM debian:12` cannot be pulled there (no container
+// registry is reachable, only Debian's package archive), so no test here
+// builds the image.
 TEST(DeployContainer, ContainerfileBuildStageRunsInstallDepsAndFinalUserIsNotRoot) {
   const std::string text = read("deploy/Containerfile");
   std::istringstream in(text);

@@ -372,8 +372,8 @@ TEST_F(DoctorDns, BinaryExitsOneOnAnyFailureAndPrintsTheTable) {
 TEST_F(DoctorDns, BinaryExitsZeroWithOnlyWarnings) {
   // soft.test: SPF ends in ~all and DMARC says p=none; without --ip and a
   // selector nothing can fail outright.
-  auto r = run_mailer({"--config", config_, "doctor", "--domain", "soft.test", "--dns",
-                       dns_->address(), "--json"});
+  auto r = run_mailer(
+      {"--config", config_, "doctor", "--domain", "soft.test", "--dns", dns_->address(), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["summary"]["fail"], 0) << r.out;

@@ -189,14 +189,14 @@ TEST(QueueReliability, ServerRestartMidRunIsOneLogLineAndLosesNothing) {
     }
     return done();
   };
-  ASSERT_TRUE(wait_until([&] { return recorded_sends({record}).size() >= 50; },
-                         std::chrono::seconds(60)))
+  ASSERT_TRUE(
+      wait_until([&] { return recorded_sends({record}).size() >= 50; }, std::chrono::seconds(60)))
       << w.err();
   ASSERT_LT(recorded_sends({record}).size(), static_cast<std::size_t>(n));
   ASSERT_EQ(pg.control("stop").exit_code, 0);
-  const bool noticed = wait_until(
-      [&] { return w.err().find("reconnecting with backoff") != std::string::npos; },
-      std::chrono::seconds(30));
+  const bool noticed =
+      wait_until([&] { return w.err().find("reconnecting with backoff") != std::string::npos; },
+                 std::chrono::seconds(30));
   ASSERT_EQ(pg.control("start").exit_code, 0);
   ASSERT_TRUE(noticed) << "the worker never noticed the outage: " << w.err();
   EXPECT_LT(recorded_sends({record}).size(), static_cast<std::size_t>(n))

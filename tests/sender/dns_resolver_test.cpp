@@ -24,20 +24,14 @@ constexpr auto kTtl = 300s;
 class LocalDns {
  public:
   LocalDns()
-      : server_({"--local=/test/",
-                 "--mx-host=mx.test,mail1.mx.test,20",
-                 "--mx-host=mx.test,mail0.mx.test,10",
-                 "--mx-host=mx.test,mail2.mx.test,30",
+      : server_({"--local=/test/", "--mx-host=mx.test,mail1.mx.test,20",
+                 "--mx-host=mx.test,mail0.mx.test,10", "--mx-host=mx.test,mail2.mx.test,30",
                  "--host-record=mail0.mx.test,127.0.0.10",
                  "--host-record=mail1.mx.test,127.0.0.11,::11",
-                 "--host-record=mail2.mx.test,127.0.0.14",
-                 "--mx-host=nullmx.test,.,0",
-                 "--host-record=nullmx.test,127.0.0.13",
-                 "--host-record=aonly.test,127.0.0.12",
-                 "--host-record=v6only.test,::12",
-                 "--txt-record=txtonly.test,no mail here",
-                 "--txt-record=spf.test,v=spf1 -all",
-                 "--txt-record=spf.test,second record",
+                 "--host-record=mail2.mx.test,127.0.0.14", "--mx-host=nullmx.test,.,0",
+                 "--host-record=nullmx.test,127.0.0.13", "--host-record=aonly.test,127.0.0.12",
+                 "--host-record=v6only.test,::12", "--txt-record=txtonly.test,no mail here",
+                 "--txt-record=spf.test,v=spf1 -all", "--txt-record=spf.test,second record",
                  "--mx-host=dangling.test,gone.test,5"}) {
     // DnsmasqServer serves local records with this TTL.
     static_assert(kTtl == 300s);

@@ -318,5 +318,35 @@ TEST_F(CampaignCliTest, LogFormatJsonWritesEveryLogLineAsOneJsonObject) {
   EXPECT_NE(bad.err.find("--log-format"), std::string::npos) << bad.err;
 }
 
+TEST_F(CampaignCliTest, PastDueWarningNamesOnlyCampaignsLaterThanTheKey) {
+  write_file(dir_ + "/mailer.toml",
+             "[worker]\ntick = \"100ms\"\nlease = \"5s\"\nflush_interval = \"50ms\"\n"
+             "past_due_warning = \"1h\"\n");
+  seed_list(t_.url(), "news", 3);
+  const auto late = create("news", {"--at", "2099-01-01T00:00:00Z"});
+  const auto recent = create("news", {"--at", "2099-01-01T00:00:00Z"});
+  // Found due while no worker ran: two hours late, and ten minutes late.
+  ASSERT_EQ(query_int(t_.url(), fmt::format("WITH u AS (UPDATE campaigns SET scheduled_at = "
+                                            "CASE id WHEN {} THEN now() - interval '2 hours' "
+                                            "ELSE now() - interval '10 minutes' END "
+                                            "WHERE id IN ({}, {}) RETURNING 1) "
+                                            "SELECT count(*) FROM u",
+                                            late, late, recent)),
+            2);
+  auto run = mailer({"run", "--until-idle", "--transport", "null"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find(fmt::format("campaign {} (\"Spring\") was due at", late)),
+            std::string::npos)
+      << run.err;
+  EXPECT_EQ(run.err.find(fmt::format("campaign {} (\"Spring\") was due at", recent)),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find(fmt::format("campaign {} (\"Spring\") started", recent)),
+            std::string::npos)
+      << run.err;
+  // Late or not, both start and send.
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sent'"), 6);
+}
+
 }  // namespace
 }  // namespace mailer::app

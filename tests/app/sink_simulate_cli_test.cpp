@@ -139,8 +139,8 @@ TEST(SimulateCli, IssueThreeScenarioPrintsEveryProviderAndBaselineAndTracesEvery
     }
   };
   check_strategy(j.at("providers"), "aimd");
-  check_strategy(j.at("baselines").at("fixed_rate").at("providers"), "fixed_rate");
-  check_strategy(j.at("baselines").at("step_down_hold").at("providers"), "step_down_hold");
+  check_strategy(j.at("baselines").at("fixed_rate"), "fixed_rate");
+  check_strategy(j.at("baselines").at("step_down_hold"), "step_down_hold");
   // Gmail's capacity halves at 300 s: the report gives the time-weighted
   // capacity, between the two.
   const double gmail = j.at("providers").at("gmail").at("capacity").get<double>();

@@ -42,7 +42,8 @@ MAILER_DATABASE_URL=$URL "$MAILER" migrate >/dev/null 2>&1
 # Empties both sides' tables, then flushes the buffer pool's dirty pages and
 # vacuums, so that the next timed step starts from the same server state.
 settle() {
-  psql -q "$URL" -c "TRUNCATE list_members, recipients, domains, imports CASCADE" \
+  PGOPTIONS="-c client_min_messages=warning" psql -q "$URL" \
+    -c "TRUNCATE list_members, recipients, domains, imports CASCADE" \
     -c "DROP TABLE IF EXISTS bench_copy" \
     -c "CREATE TABLE bench_copy (email text, first_name text, last_name text, city text)" \
     -c "CREATE UNIQUE INDEX ON bench_copy (lower(email))" \

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/ip/udp.hpp>
+
 #include "tests/lists/dnsmasq_server.h"
 #include "tests/sender/loopback_peers.h"
 

@@ -204,50 +204,6 @@ TEST_F(CampaignCliTest, SigtermDrainsFlushesAndReleasesLeases) {
             static_cast<std::int64_t>(sends.size()));
 }
 
-TEST_F(CampaignCliTest, PauseResumeCancelAndListThroughTheCli) {
-  seed_list(t_.url(), "news", 10);
-  const auto running = create("news");
-  const auto draft = create("news");
-  ASSERT_EQ(mailer({"campaign", "start", std::to_string(running)}).exit_code, 0);
-  auto paused = mailer({"campaign", "pause", std::to_string(running), "--json"});
-  ASSERT_EQ(paused.exit_code, 0) << paused.err;
-  EXPECT_EQ(nlohmann::json::parse(paused.out),
-            (nlohmann::json{{"id", running}, {"status", "paused"}}));
-  auto cancelled = mailer({"campaign", "cancel", std::to_string(draft), "--json"});
-  ASSERT_EQ(cancelled.exit_code, 0) << cancelled.err;
-  EXPECT_EQ(nlohmann::json::parse(cancelled.out)["status"], "cancelled");
-  // A cancelled campaign cannot be paused: bad usage, naming the states it
-  // would need.
-  auto refused = mailer({"campaign", "pause", std::to_string(draft)});
-  EXPECT_EQ(refused.exit_code, 2) << refused.err;
-  EXPECT_NE(refused.err.find("cancel"), std::string::npos) << refused.err;
-  // No such campaign: exit 2 as well.
-  EXPECT_EQ(mailer({"campaign", "cancel", "999"}).exit_code, 2);
-
-  auto list = mailer({"campaign", "list", "--json"});
-  ASSERT_EQ(list.exit_code, 0) << list.err;
-  std::map<std::int64_t, std::string> status;
-  for (const auto& c : nlohmann::json::parse(list.out).at("campaigns")) {
-    status[c.at("id").get<std::int64_t>()] = c.at("status").get<std::string>();
-    EXPECT_EQ(c.at("list"), "news");
-  }
-  EXPECT_EQ(status,
-            (std::map<std::int64_t, std::string>{{running, "paused"}, {draft, "cancelled"}}));
-  auto text = mailer({"campaign", "list"});
-  ASSERT_EQ(text.exit_code, 0) << text.err;
-  EXPECT_NE(text.out.find("paused"), std::string::npos) << text.out;
-  EXPECT_NE(text.out.find("cancelled"), std::string::npos) << text.out;
-
-  // Resumed, it sends everything.
-  ASSERT_EQ(mailer({"campaign", "resume", std::to_string(running)}).exit_code, 0);
-  auto run = mailer({"run", "--until-idle", "--transport", "null"});
-  ASSERT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sent'"), 10);
-}
-
-// Paused while a worker sends: the worker stops taking its deliveries,
-// releases the ones it holds, and (with --until-idle) ends, with the rest
-// queued; resumed, a second run sends the rest, nobody twice.
 TEST_F(CampaignCliTest, PauseWhileAWorkerSendsStopsItAndResumeSendsTheRestOnce) {
   const int n = 3000;
   seed_list(t_.url(), "news", n);
@@ -316,36 +272,6 @@ TEST_F(CampaignCliTest, LogFormatJsonWritesEveryLogLineAsOneJsonObject) {
   auto bad = mailer({"--log-format", "xml", "campaign", "list"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("--log-format"), std::string::npos) << bad.err;
-}
-
-TEST_F(CampaignCliTest, PastDueWarningNamesOnlyCampaignsLaterThanTheKey) {
-  write_file(dir_ + "/mailer.toml",
-             "[worker]\ntick = \"100ms\"\nlease = \"5s\"\nflush_interval = \"50ms\"\n"
-             "past_due_warning = \"1h\"\n");
-  seed_list(t_.url(), "news", 3);
-  const auto late = create("news", {"--at", "2099-01-01T00:00:00Z"});
-  const auto recent = create("news", {"--at", "2099-01-01T00:00:00Z"});
-  // Found due while no worker ran: two hours late, and ten minutes late.
-  ASSERT_EQ(query_int(t_.url(), fmt::format("WITH u AS (UPDATE campaigns SET scheduled_at = "
-                                            "CASE id WHEN {} THEN now() - interval '2 hours' "
-                                            "ELSE now() - interval '10 minutes' END "
-                                            "WHERE id IN ({}, {}) RETURNING 1) "
-                                            "SELECT count(*) FROM u",
-                                            late, late, recent)),
-            2);
-  auto run = mailer({"run", "--until-idle", "--transport", "null"});
-  ASSERT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_NE(run.err.find(fmt::format("campaign {} (\"Spring\") was due at", late)),
-            std::string::npos)
-      << run.err;
-  EXPECT_EQ(run.err.find(fmt::format("campaign {} (\"Spring\") was due at", recent)),
-            std::string::npos)
-      << run.err;
-  EXPECT_NE(run.err.find(fmt::format("campaign {} (\"Spring\") started", recent)),
-            std::string::npos)
-      << run.err;
-  // Late or not, both start and send.
-  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sent'"), 6);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ PACKAGES=(
   python3 python3-dkim procps iproute2 util-linux
   libsisimai-perl  # reference bounce reader for tests/lists/sisimai_compare.sh
   chromium  # headless browser for the dashboard test
+  systemd  # systemd-analyze, which verifies the units in deploy/systemd (DeployUnits tests)
 )
 
 missing=()

@@ -197,6 +197,44 @@ print("import: %d rows, %d imported, %d duplicates" % (r["rows"], r["imported"],
 print("  rejected: " + ", ".join("%s %d" % kv for kv in sorted(r["rejected"].items()) if kv[1]))
 ' "$work/import.json"
 echo "rejects file: $work/rejects.csv"
+
+# One line for tests/run.sh to check: every sendable member sent, deferrals
+# suffered, rates learned, and /healthz answering 200 from the serve started
+# above (polled: it may still be connecting to the database).
+healthz=none
+if ! unavailable serve; then
+  healthz=$(python3 - "http://127.0.0.1:$http_port/healthz" <<'PY'
+import sys, time, urllib.request, urllib.error
+code, deadline = "none", time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        code = urllib.request.urlopen(sys.argv[1], timeout=5).status
+    except urllib.error.HTTPError as e:
+        code = e.code
+    except OSError:
+        pass
+    if code == 200:
+        break
+    time.sleep(0.2)
+print(code)
+PY
+)
+fi
+"$mailer" campaign show "$id" --json >"$work/campaign.json"
+"$mailer" lists show quickstart --json >"$work/list.json"
+deferrals=$(psql "$MAILER_DATABASE_URL" -qtA -c "
+  SELECT coalesce(sum(attempts), 0) - count(*) FILTER (WHERE state IN ('sent', 'bounced', 'failed'))
+  FROM deliveries WHERE campaign_id = $id")
+python3 - "$work/campaign.json" "$work/list.json" "$work/import.json" "$deferrals" "$healthz" <<'PY'
+import json, sys
+c, l, i = (json.load(open(f)) for f in sys.argv[1:4])
+print("quickstart-check: " + json.dumps({
+    "campaign": c["id"], "status": c["status"], "counts": c["counts"], "imported": i["imported"],
+    "members": l["members"], "suppressed": l["suppressed"],
+    "deferrals": int(sys.argv[4]),
+    "learned_rates": {p: v["rate"] for p, v in c["providers"].items() if v.get("learned")},
+    "healthz": sys.argv[5]}, sort_keys=True))
+PY
 if ! unavailable serve; then
   echo "dashboard: http://127.0.0.1:$admin_port/ (stop it with: kill \$(cat $work/serve.pid))"
 fi

@@ -1,10 +1,15 @@
 // The campaign, run and status commands end to end through the binary:
 // validation at creation (exit 2 naming the field), the JSON shapes of
 // CLI.md, --until-idle, retries, and the SIGTERM drain.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <ctime>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
 
 #include "tests/app/queue_seed.h"
 #include "tests/app/queue_worker_process.h"
@@ -142,10 +147,29 @@ TEST_F(CampaignCliTest, UntilIdleWaitsForPendingRetries) {
 
 TEST_F(CampaignCliTest, UntilIdleDoesNotWaitForAScheduledStartOrAWindow) {
   seed_list(t_.url(), "news", 4);
-  create("news", {"--at", "2099-01-01T00:00:00Z"});
+  const auto scheduled = create("news", {"--at", "2099-01-01T00:00:00Z"});
+  // A window of one hour that starts two hours from now (UTC): closed now
+  // and for at least the next hour, whenever the test runs.
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  const int opens = (utc.tm_hour + 2) % 24;
+  const std::string window = fmt::format("{:02}:00-{:02}:00", opens, (opens + 1) % 24);
+  const auto windowed = create("news", {"--window", window, "--tz", "UTC"});
+  ASSERT_EQ(mailer({"campaign", "start", std::to_string(windowed)}).exit_code, 0);
+  const auto started = std::chrono::steady_clock::now();
   auto run = mailer({"run", "--until-idle", "--transport", "null"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_NE(run.err.find("campaign 1 is scheduled for 2099-01-01T00:00:00Z"), std::string::npos)
+  // It neither sent anything nor waited for the window to open.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(60));
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sent'"), 0);
+  EXPECT_NE(
+      run.err.find(fmt::format("campaign {} is scheduled for 2099-01-01T00:00:00Z", scheduled)),
+      std::string::npos)
+      << run.err;
+  EXPECT_NE(
+      run.err.find(fmt::format("campaign {} waits for its send window {} UTC", windowed, window)),
+      std::string::npos)
       << run.err;
 }
 
@@ -178,6 +202,76 @@ TEST_F(CampaignCliTest, SigtermDrainsFlushesAndReleasesLeases) {
   EXPECT_LT(sends.size(), 4000u);
   EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sent'"),
             static_cast<std::int64_t>(sends.size()));
+}
+
+TEST_F(CampaignCliTest, PauseWhileAWorkerSendsStopsItAndResumeSendsTheRestOnce) {
+  const int n = 3000;
+  seed_list(t_.url(), "news", n);
+  const auto id = create("news");
+  ASSERT_EQ(mailer({"campaign", "start", std::to_string(id)}).exit_code, 0);
+  const std::string record = dir_ + "/pause.log";
+  mailer::testing::WorkerProcess w(
+      {"--config", dir_ + "/mailer.toml", "run", "--worker-id", "pausee", "--until-idle", "--json",
+       "--transport", "record:" + record + ",delay=20ms"},
+      {{"MAILER_DATABASE_URL", t_.url()}}, dir_ + "/pause.out", dir_ + "/pause.err");
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (mailer::testing::recorded_sends({record}).size() < 20 &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GE(mailer::testing::recorded_sends({record}).size(), 20u) << w.err();
+  ASSERT_EQ(mailer({"campaign", "pause", std::to_string(id)}).exit_code, 0);
+  ASSERT_EQ(w.wait(std::chrono::seconds(60)), 0) << w.err();
+  const auto first = mailer::testing::recorded_sends({record}).size();
+  EXPECT_LT(first, static_cast<std::size_t>(n)) << "the pause came after everything was sent";
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL"),
+            0);
+  EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM deliveries WHERE state = 'sent'"),
+            static_cast<std::int64_t>(first));
+  EXPECT_EQ(query_int(t_.url(), fmt::format("SELECT count(*) FROM campaigns WHERE id = {} AND "
+                                            "status = 'paused'",
+                                            id)),
+            1);
+  // run --json: why it ended, what it did, and no lease lost.
+  const auto report = nlohmann::json::parse(w.out());
+  EXPECT_EQ(report.at("lost_leases"), 0) << w.out();
+  EXPECT_EQ(report.at("outcomes").value("sent", 0), static_cast<int>(first)) << w.out();
+  EXPECT_TRUE(report.at("reason").get<std::string>().starts_with("idle")) << w.out();
+
+  ASSERT_EQ(mailer({"campaign", "resume", std::to_string(id)}).exit_code, 0);
+  auto rest = mailer({"run", "--until-idle", "--transport", "record:" + record});
+  ASSERT_EQ(rest.exit_code, 0) << rest.err;
+  const auto sends = mailer::testing::recorded_sends({record});
+  EXPECT_EQ(sends.size(), static_cast<std::size_t>(n));
+  for (const auto& [delivery, times] : sends) EXPECT_EQ(times, 1) << "delivery " << delivery;
+}
+
+TEST_F(CampaignCliTest, LogFormatJsonWritesEveryLogLineAsOneJsonObject) {
+  seed_list(t_.url(), "news", 5);
+  const auto id = create("news");
+  ASSERT_EQ(mailer({"campaign", "start", std::to_string(id)}).exit_code, 0);
+  auto run = mailer({"--log-format", "json", "run", "--until-idle", "--worker-id", "jsonlog",
+                     "--transport", "null"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::istringstream lines(run.err);
+  int logged = 0;
+  bool saw_start = false;
+  for (std::string line; std::getline(lines, line);) {
+    // The command's own closing line ("mailer run: ...") is not a log line.
+    if (line.rfind("mailer run: ", 0) == 0) continue;
+    nlohmann::json j;
+    ASSERT_NO_THROW(j = nlohmann::json::parse(line)) << line;
+    EXPECT_TRUE(j.at("time").is_string()) << line;
+    EXPECT_TRUE(j.at("level").is_string()) << line;
+    const std::string msg = j.at("msg").get<std::string>();
+    if (msg.find("worker jsonlog started") != std::string::npos) saw_start = true;
+    ++logged;
+  }
+  EXPECT_GT(logged, 0) << run.err;
+  EXPECT_TRUE(saw_start) << run.err;
+  auto bad = mailer({"--log-format", "xml", "campaign", "list"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--log-format"), std::string::npos) << bad.err;
 }
 
 }  // namespace

@@ -81,7 +81,10 @@ std::string value_of(const std::set<std::string>& lines, const std::string& key)
   return "";
 }
 
-TEST(DeployUnits, LongRunningUnitsStopGracefullyOnSigterm) {
+// The directives only: that the worker and serve really drain on SIGTERM is
+// checked through the binary (CampaignCliTest.SigtermDrainsFlushesAndReleasesLeases,
+// DispatchTest.SigtermDrainsInFlightSendsAndReleasesTheRest, ServeProcess).
+TEST(DeployUnits, WorkerAndServeUnitsSetKillSignalSigtermAStopTimeoutAndRequireMigrate) {
   const auto worker = unit_lines(kUnits[0]);
   const auto serve = unit_lines(kUnits[1]);
   EXPECT_EQ(value_of(worker, "KillSignal"), "SIGTERM");
@@ -105,7 +108,8 @@ TEST(DeployUnits, LongRunningUnitsStopGracefullyOnSigterm) {
 
 TEST(DeployUnits, SystemdAnalyzeVerifiesThemCleanly) {
   if (!std::filesystem::exists("/usr/bin/systemd-analyze")) {
-    GTEST_SKIP() << "systemd-analyze is not installed";
+    GTEST_SKIP() << "systemd-analyze is not installed (Debian's systemd; deploy/install-deps.sh "
+                    "installs it, and CI fails on this skip)";
   }
   const std::string dir = mailer::testing::make_temp_dir("units");
   std::vector<std::string> argv = {"/usr/bin/systemd-analyze", "verify", "--man=no"};
@@ -130,7 +134,12 @@ TEST(DeployUnits, SystemdAnalyzeVerifiesThemCleanly) {
   EXPECT_EQ(r.err, "");
 }
 
-TEST(DeployContainer, BuildsThroughInstallDepsAndRunsAsAnUnprivilegedUser) {
+// Reads the Containerfile's text; it builds nothing. Building the image for
+// real was tried with Debian's podman: it installs and runs on the build
+// machines, but `FROM debian:12` cannot be pulled there (no container
+// registry is reachable, only Debian's package archive), so no test here
+// builds the image.
+TEST(DeployContainer, ContainerfileBuildStageRunsInstallDepsAndFinalUserIsNotRoot) {
   const std::string text = read("deploy/Containerfile");
   std::istringstream in(text);
   std::vector<std::string> from;

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <random>
 #include <set>
@@ -184,15 +185,31 @@ TEST(QueueReliability, ServerRestartMidRunIsOneLogLineAndLosesNothing) {
   const int n = 5000;
   const auto id = scheduled_now(pg.url(), "news", n);
   const std::string record = dir + "/sent.log";
-  // Sends slow enough (about 7 s in all) that the run spans the outage from
-  // 1.5 s to 3 s.
+  // Sends slow enough (about 7 s in all) that the run spans the outage: the
+  // server stops once sending is under way and starts again once the worker
+  // has noticed (its reconnect line).
   WorkerProcess w({"--config", config, "run", "--worker-id", "survivor", "--until-idle",
                    "--transport", "record:" + record + ",delay=50ms"},
                   {{"MAILER_DATABASE_URL", pg.url()}}, dir + "/w.out", dir + "/w.err");
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto wait_until = [](const std::function<bool()>& done, std::chrono::seconds limit) {
+    const auto give_up = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return done();
+  };
+  ASSERT_TRUE(
+      wait_until([&] { return recorded_sends({record}).size() >= 50; }, std::chrono::seconds(60)))
+      << w.err();
+  ASSERT_LT(recorded_sends({record}).size(), static_cast<std::size_t>(n));
   ASSERT_EQ(pg.control("stop").exit_code, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const bool noticed =
+      wait_until([&] { return w.err().find("reconnecting with backoff") != std::string::npos; },
+                 std::chrono::seconds(30));
   ASSERT_EQ(pg.control("start").exit_code, 0);
+  ASSERT_TRUE(noticed) << "the worker never noticed the outage: " << w.err();
+  EXPECT_LT(recorded_sends({record}).size(), static_cast<std::size_t>(n))
+      << "the run ended before the server came back";
   ASSERT_EQ(w.wait(std::chrono::seconds(90)), 0) << w.err();
   const std::string err = w.err();
   std::size_t lines = 0;

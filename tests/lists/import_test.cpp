@@ -589,6 +589,29 @@ TEST_F(ImportTest, ReadsBomCrlfAndAnotherDelimiter) {
   EXPECT_EQ(query("SELECT attributes->>'Name' FROM recipients")[0][0].as<std::string>(), "Doe; J");
 }
 
+TEST_F(ImportTest, DelimiterTabReadsTabSeparatedFields) {
+  auto file = write("tabs.tsv",
+                    "email\tname\tcity\n"
+                    "t1@example.com\tAnn, Jr\tParis\n"
+                    "t2@example.com\t\"Bob\tTab\"\tBerlin\n");
+  auto j = import(file, {"--delimiter", "tab"});
+  EXPECT_EQ(j["rows"], 2);
+  EXPECT_EQ(j["imported"], 2);
+  // A comma is an ordinary character; a quoted field may hold a tab.
+  EXPECT_EQ(
+      query("SELECT attributes->>'name' FROM recipients WHERE email_key = 't1@example.com'")[0][0]
+          .as<std::string>(),
+      "Ann, Jr");
+  EXPECT_EQ(
+      query("SELECT attributes->>'name' FROM recipients WHERE email_key = 't2@example.com'")[0][0]
+          .as<std::string>(),
+      "Bob\tTab");
+  EXPECT_EQ(
+      query("SELECT attributes->>'city' FROM recipients WHERE email_key = 't2@example.com'")[0][0]
+          .as<std::string>(),
+      "Berlin");
+}
+
 TEST_F(ImportTest, FileLevelProblemsExitTwoNamingTheFileAndChangeNothing) {
   std::string no_email = write("noemail.csv", "name,phone\nA,1\n");
   std::string binary = write("data.xlsx", std::string("PK\x03\x04\x14\0\x06\0binary\xff\xfe", 16));

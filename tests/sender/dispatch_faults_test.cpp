@@ -35,17 +35,7 @@ class DispatchFaultsTest : public mailer::testing::DispatchFixture {
   // away), starts a campaign of kRecipients and a background worker, and
   // waits until no delivery is queued or leased any more; then stops it.
   void send_to(const std::string& route, const std::string& sender = "") {
-    std::string toml = fmt::format(
-        "[worker]\ntick = \"100ms\"\nlease = \"30s\"\nflush_interval = \"50ms\"\n"
-        "[sender]\nhelo_name = \"test.example.com\"\nhistory_interval = \"1s\"\n"
-        "reply_timeout = \"1s\"\ntransaction_timeout = \"3s\"\nconnect_timeout = \"2s\"\n{}"
-        "[unsubscribe]\nbase_url = \"https://mail.example.com\"\nsecret_file = \"{}/secret\"\n"
-        "[retry]\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n[routes]\n",
-        sender, dir_);
-    for (const auto& p : mailer::testing::kDispatchProviders) {
-      toml += fmt::format("{} = \"{}\"\n", p, route);
-    }
-    mailer::testing::write_file(dir_ + "/mailer.toml", toml);
+    write_config(route, sender, "min_backoff = \"1h\"\nmax_backoff = \"2h\"\n");
     start_campaign(kRecipients);
     start_worker();
     const bool settled =
@@ -56,6 +46,22 @@ class DispatchFaultsTest : public mailer::testing::DispatchFixture {
     stop_took_ = std::chrono::steady_clock::now() - stopping;
     ASSERT_TRUE(settled) << worker_log() << unsent();
     EXPECT_EQ(code, 0) << worker_log();
+  }
+
+  // Every provider routed to `route`; `sender` lines added to [sender] and
+  // `retry` lines to [retry].
+  void write_config(const std::string& route, const std::string& sender, const std::string& retry) {
+    std::string toml = fmt::format(
+        "[worker]\ntick = \"100ms\"\nlease = \"30s\"\nflush_interval = \"50ms\"\n"
+        "[sender]\nhelo_name = \"test.example.com\"\nhistory_interval = \"1s\"\n"
+        "reply_timeout = \"1s\"\ntransaction_timeout = \"3s\"\nconnect_timeout = \"2s\"\n{}"
+        "[unsubscribe]\nbase_url = \"https://mail.example.com\"\nsecret_file = \"{}/secret\"\n"
+        "[retry]\n{}[routes]\n",
+        sender, dir_, retry);
+    for (const auto& p : mailer::testing::kDispatchProviders) {
+      toml += fmt::format("{} = \"{}\"\n", p, route);
+    }
+    mailer::testing::write_file(dir_ + "/mailer.toml", toml);
   }
 
   // Every delivery deferred after exactly one attempt, with a reply that
@@ -117,6 +123,58 @@ TEST_F(DispatchFaultsTest, TemporaryRejectAfterTheMessageIsNotASend) {
   PostfixSmtpSink peer({"-r", ".", "-b", "451 4.3.0 Queue write error at end of data"});
   send_to(peer.route());
   expect_all_deferred_once("^451 4\\.3\\.0 Queue write error at end of data");
+}
+
+// A permanent refusal at MAIL FROM is about the sender, not the recipients:
+// nobody bounces or is suppressed; everyone waits for a retry.
+TEST_F(DispatchFaultsTest, PermanentRejectAtMailDefersAndSuppressesNobody) {
+  PostfixSmtpSink peer({"-f", "MAIL", "-B", "550 5.7.1 Sender rejected at MAIL"});
+  send_to(peer.route());
+  expect_all_deferred_once("^550 5\\.7\\.1 Sender rejected at MAIL");
+}
+
+// A permanent "no such user" at DATA or at the end of data refuses this
+// message for its recipient: bounced and suppressed, never sent.
+TEST_F(DispatchFaultsTest, PermanentRejectAtDataBouncesAndSuppresses) {
+  PostfixSmtpSink peer({"-f", "DATA", "-B", "550 5.1.1 User unknown at DATA"});
+  send_to(peer.route());
+  EXPECT_EQ(count("state = 'sent'"), 0) << unsent();
+  EXPECT_EQ(count("state = 'bounced' AND attempts = 1 AND last_reply LIKE '550 5.1.1%DATA'"),
+            kRecipients)
+      << unsent();
+  EXPECT_EQ(scalar("SELECT count(*) FROM suppressions WHERE reason = 'hard_bounce'"), kRecipients);
+}
+
+TEST_F(DispatchFaultsTest, PermanentRejectAtEndOfDataBouncesAndSuppresses) {
+  PostfixSmtpSink peer({"-f", ".", "-B", "550 5.1.1 User unknown at end of data"});
+  send_to(peer.route());
+  EXPECT_EQ(count("state = 'sent'"), 0) << unsent();
+  EXPECT_EQ(count("state = 'bounced' AND attempts = 1 AND last_reply LIKE '550 5.1.1%end of data'"),
+            kRecipients)
+      << unsent();
+  EXPECT_EQ(scalar("SELECT count(*) FROM suppressions WHERE reason = 'hard_bounce'"), kRecipients);
+}
+
+// [retry] max_age through the worker: a peer that only ever defers, retries
+// a second apart, and a max_age of 3 s; every delivery is tried more than
+// once and then fails as expired, none is left to retry.
+TEST_F(DispatchFaultsTest, DeliveriesPastMaxAgeFailAfterTheirRetries) {
+  PostfixSmtpSink peer({"-r", "MAIL", "-b", "451 4.3.2 Not now"});
+  write_config(peer.route(), "",
+               "min_backoff = \"1s\"\nmax_backoff = \"1s\"\nmax_age = \"3s\"\njitter = 0\n");
+  start_campaign(kRecipients);
+  start_worker();
+  const bool settled =
+      wait_for([&] { return count("state = 'failed'") == kRecipients; }, std::chrono::seconds(60));
+  EXPECT_EQ(stop_worker(), 0) << worker_log();
+  ASSERT_TRUE(settled) << unsent() << worker_log();
+  EXPECT_EQ(count("state = 'failed' AND attempts >= 2 AND last_reply LIKE '451 4.3.2%'"),
+            kRecipients)
+      << unsent();
+  // Not before max_age had passed since the first attempt.
+  EXPECT_EQ(count("state = 'failed' AND now() - first_attempt_at >= interval '3 s'"), kRecipients)
+      << unsent();
+  EXPECT_EQ(scalar("SELECT count(*) FROM suppressions"), 0);
 }
 
 TEST_F(DispatchFaultsTest, UnknownRecipientsBounceAndAreSuppressed) {

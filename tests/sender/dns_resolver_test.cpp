@@ -6,57 +6,42 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/ip/udp.hpp>
+
+#include "tests/lists/dnsmasq_server.h"
 #include "tests/sender/loopback_peers.h"
 
 namespace mailer::sender {
 namespace {
 
 using namespace std::chrono_literals;
-using mailer::testing::ChildProcess;
 using mailer::testing::run_until;
 
 // Every local record is served with this TTL.
 constexpr auto kTtl = 300s;
 
 // dnsmasq answering only from its command line: --local makes every other
-// name under .test NXDOMAIN instead of a refused forward.
+// name under .test NXDOMAIN instead of a refused forward. DnsmasqServer picks
+// its port and tries another when dnsmasq cannot bind the one picked.
 class LocalDns {
  public:
   LocalDns()
-      : port_(mailer::testing::free_udp_tcp_port()),
-        process_({"/usr/sbin/dnsmasq",
-                  "--no-daemon",
-                  "--port=" + std::to_string(port_),
-                  "--listen-address=127.0.0.1",
-                  "--bind-interfaces",
-                  "--no-resolv",
-                  "--no-hosts",
-                  "--local-ttl=" + std::to_string(kTtl.count()),
-                  "--local=/test/",
-                  "--mx-host=mx.test,mail1.mx.test,20",
-                  "--mx-host=mx.test,mail0.mx.test,10",
-                  "--mx-host=mx.test,mail2.mx.test,30",
-                  "--host-record=mail0.mx.test,127.0.0.10",
-                  "--host-record=mail1.mx.test,127.0.0.11,::11",
-                  "--host-record=mail2.mx.test,127.0.0.14",
-                  "--mx-host=nullmx.test,.,0",
-                  "--host-record=nullmx.test,127.0.0.13",
-                  "--host-record=aonly.test,127.0.0.12",
-                  "--host-record=v6only.test,::12",
-                  "--txt-record=txtonly.test,no mail here",
-                  "--txt-record=spf.test,v=spf1 -all",
-                  "--txt-record=spf.test,second record",
-                  "--mx-host=dangling.test,gone.test,5",
-                  "--pid-file="}) {
-    if (!mailer::testing::wait_listening(port_, 5s)) {
-      throw std::runtime_error("dnsmasq did not start");
-    }
+      : server_({"--local=/test/", "--mx-host=mx.test,mail1.mx.test,20",
+                 "--mx-host=mx.test,mail0.mx.test,10", "--mx-host=mx.test,mail2.mx.test,30",
+                 "--host-record=mail0.mx.test,127.0.0.10",
+                 "--host-record=mail1.mx.test,127.0.0.11,::11",
+                 "--host-record=mail2.mx.test,127.0.0.14", "--mx-host=nullmx.test,.,0",
+                 "--host-record=nullmx.test,127.0.0.13", "--host-record=aonly.test,127.0.0.12",
+                 "--host-record=v6only.test,::12", "--txt-record=txtonly.test,no mail here",
+                 "--txt-record=spf.test,v=spf1 -all", "--txt-record=spf.test,second record",
+                 "--mx-host=dangling.test,gone.test,5"}) {
+    // DnsmasqServer serves local records with this TTL.
+    static_assert(kTtl == 300s);
   }
-  std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string server() const { return server_.address(); }
 
  private:
-  unsigned short port_;
-  ChildProcess process_;
+  mailer::lists::DnsmasqServer server_;
 };
 
 // A clock the test moves by hand.

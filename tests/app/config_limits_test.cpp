@@ -10,12 +10,12 @@
 #include <string>
 
 #include "app/base/bounded_file.h"
+#include "app/base/errors.h"
 #include "app/config/config.h"
 #include "app/config/config_reader.h"
+#include "app/config/unsubscribe_secret.h"
 #include "app/db/database.h"
 #include "app/worker/dispatcher_setup.h"
-#include "app/base/errors.h"
-#include "app/config/unsubscribe_secret.h"
 #include "tests/support/config_error.h"
 #include "tests/support/process.h"
 

@@ -44,8 +44,21 @@ struct UrlHandle {
   }
 };
 
+// `url` with the password of its userinfo, if any, replaced by "***".
+std::string redact_userinfo(const std::string& url) {
+  const std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return url;
+  const std::size_t start = scheme_end + 3;
+  const std::size_t at = url.find('@', start);
+  const std::size_t slash = url.find('/', start);
+  if (at == std::string::npos || (slash != std::string::npos && slash < at)) return url;
+  const std::size_t colon = url.find(':', start);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
 [[noreturn]] void bad_url(const std::string& url, const std::string& why) {
-  throw UsageError(fmt::format("[bounces] imap_url \"{}\": {}", url, why));
+  throw UsageError(fmt::format("[bounces] imap_url \"{}\": {}", redact_userinfo(url), why));
 }
 
 std::string trim_line_ends(std::string s) {

@@ -363,8 +363,10 @@ void read_bounces(ConfigReader r, BouncesSettings& b) {
   b.imap_url = r.get_string("imap_url", b.imap_url);
   if (!b.imap_url.empty() && b.imap_url.rfind("imaps://", 0) != 0 &&
       b.imap_url.rfind("imap://", 0) != 0) {
-    r.fail("imap_url",
-           fmt::format("expected an imaps:// or imap:// URL, got {}", quote_value(b.imap_url)));
+    // Only the scheme: the rest may hold a password.
+    const std::size_t colon = b.imap_url.find(':');
+    r.fail("imap_url", fmt::format("expected an imaps:// or imap:// URL, got one starting {}",
+                                   quote_value(b.imap_url.substr(0, colon))));
   }
   b.imap_password_file = r.get_string("imap_password_file", b.imap_password_file);
   b.imap_ca_file = r.get_string("imap_ca_file", b.imap_ca_file);

@@ -359,7 +359,15 @@ PollSummary BouncePoller::poll_once() {
     }
     // Everything the report says is committed: now it may go.
     session_->command(fmt::format("UID STORE {} +FLAGS.SILENT (\\Deleted)", uid));
-    session_->command(fmt::format("UID EXPUNGE {}", uid));
+    try {
+      session_->command(fmt::format("UID EXPUNGE {}", uid));
+    } catch (const ImapLoginError&) {
+      throw;
+    } catch (const ImapError&) {
+      // A server without UIDPLUS: EXPUNGE removes every \Deleted message,
+      // which is what \Deleted asks for anyway.
+      session_->command("EXPUNGE");
+    }
     ++summary.applied;
   }
   if (!database_down) {

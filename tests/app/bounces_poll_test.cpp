@@ -108,8 +108,8 @@ class Dovecot {
     for (const char* sub : {"new", "cur", "tmp"}) fs::create_directories(maildir() + "/" + sub);
     chown_tree(dir_ + "/home");
 
-    auto cert = run_process({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
-                             "2", "-subj", "/CN=localhost", "-addext",
+    auto cert = run_process({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                             "-days", "2", "-subj", "/CN=localhost", "-addext",
                              "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout",
                              dir_ + "/key.pem", "-out", dir_ + "/cert.pem"});
     if (cert.exit_code != 0) {

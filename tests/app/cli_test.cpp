@@ -38,16 +38,11 @@ TEST(Cli, UnknownCommandIsNamedWithTheListOfCommandsAndExitsTwo) {
 }
 
 TEST(Cli, CommandsNotYetBuiltSaySoAndExitTwo) {
-  for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"bounces", "poll", "--once"},
-        {"inbound", "--listen", "127.0.0.1:2525"}}) {
-    auto r = run_mailer(args);
-    EXPECT_EQ(r.exit_code, 2) << args[0];
-    const std::string name = args[0] == "bounces" ? "bounces poll" : args[0];
-    EXPECT_NE(r.err.find("mailer " + name + ": not yet available in this build"), std::string::npos)
-        << r.err;
-    EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << r.err;
-  }
+  auto r = run_mailer({"inbound", "--listen", "127.0.0.1:2525"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("mailer inbound: not yet available in this build"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << r.err;
 }
 
 TEST(Cli, BadConfigurationExitsTwoNamingTheKey) {

@@ -16,7 +16,7 @@ PACKAGES=(
   libboost-dev libgtest-dev libgmock-dev libcli11-dev libtomlplusplus-dev
   nlohmann-json3-dev libcsv-dev libidn2-dev libc-ares-dev libhowardhinnant-date-dev
   # peers used by tests and the quickstart
-  postgresql postgresql-contrib postfix dnsmasq-base
+  postgresql postgresql-contrib postfix dnsmasq-base dovecot-imapd
   # independent checkers used by tests
   python3 python3-dkim procps iproute2 util-linux
   libsisimai-perl  # reference bounce reader for tests/lists/sisimai_compare.sh

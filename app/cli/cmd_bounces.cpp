@@ -1,10 +1,13 @@
 // `mailer bounces parse [--json] FILE...` (no database) and
 // `mailer bounces ingest [FILE|DIR|-]`: read bounce, complaint and
 // auto-reply messages; ingest applies them (see bounce_ingest.h).
-// `bounces poll` is not in this build yet.
+// `mailer bounces poll [--once]` polls [bounces] imap_url (bounce_poller.h).
 #include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
@@ -12,6 +15,7 @@
 
 #include "app/base/bounded_file.h"
 #include "app/base/errors.h"
+#include "app/cli/bounce_poller.h"
 #include "app/cli/commands.h"
 #include "app/config/unsubscribe_secret.h"
 #include "app/inbound/bounce_ingest.h"
@@ -24,7 +28,14 @@ struct BouncesOptions {
   std::vector<std::string> files;
   std::string source = "-";
   bool json = false;
+  bool once = false;
 };
+
+std::atomic<bool> g_poll_stop{false};
+
+extern "C" void request_poll_stop(int) {
+  g_poll_stop.store(true);
+}
 
 // One message on stdin, at most `max_bytes`.
 std::string read_stdin(std::size_t max_bytes) {
@@ -170,6 +181,64 @@ int run_ingest(Context& ctx, const BouncesOptions& o) {
   return rc;
 }
 
+nlohmann::json poll_json(const PollSummary& p) {
+  const IngestSummary& s = p.ingest;
+  return {
+      {"found", p.found},         {"applied", p.applied},       {"not_reports", p.not_reports},
+      {"left", p.left},           {"failed", p.failed},         {"hard", s.hard},
+      {"soft", s.soft},           {"complaints", s.complaints}, {"auto_replies", s.auto_replies},
+      {"delivered", s.delivered}, {"unmatched", s.unmatched},   {"duplicates", s.duplicates},
+      {"bounced", s.bounced},     {"suppressed", s.suppressed}, {"paused", s.paused}};
+}
+
+int run_poll(Context& ctx, const BouncesOptions& o) {
+  const Config& config = ctx.config();
+  // Everything the configuration says is checked before connecting.
+  PollerSettings settings = poller_settings(config);
+  std::string secret = load_unsubscribe_secret(config);
+  BouncePoller poller(ctx.database(), config, std::move(secret), std::move(settings));
+  if (!o.once) {
+    struct sigaction sa {};
+    sa.sa_handler = request_poll_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    spdlog::info(
+        "bounces poll: polling {} every {}s until SIGTERM", poller.settings().mailbox.display,
+        std::chrono::duration_cast<std::chrono::seconds>(config.bounces.poll_every).count());
+    try {
+      poller.run(g_poll_stop);
+    } catch (const ImapLoginError& e) {
+      std::cerr << "mailer bounces poll: " << e.what() << '\n';
+      return kExitOperational;
+    }
+    return kExitOk;
+  }
+  PollSummary p;
+  try {
+    p = poller.poll_once();
+  } catch (const ImapError& e) {
+    std::cerr << "mailer bounces poll: " << e.what() << '\n';
+    return kExitOperational;
+  }
+  if (o.json) {
+    print_json(poll_json(p));
+  } else {
+    const IngestSummary& s = p.ingest;
+    std::cout << fmt::format(
+        "{} messages: {} applied and removed, {} not reports, {} left for the next poll; "
+        "hard {} soft {} complaints {} auto_replies {} delivered {} unmatched {} already "
+        "applied {}; {} deliveries bounced, {} addresses suppressed, {} campaigns paused\n",
+        p.found, p.applied, p.not_reports, p.left, s.hard, s.soft, s.complaints, s.auto_replies,
+        s.delivered, s.unmatched, s.duplicates, s.bounced, s.suppressed, s.paused);
+  }
+  if (p.failed > 0 || !p.error.empty()) {
+    std::cerr << "mailer bounces poll: " << p.error << '\n';
+    return kExitOperational;
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void register_bounces(CLI::App& root, Context& ctx, Action& action) {
@@ -197,15 +266,13 @@ void register_bounces(CLI::App& root, Context& ctx, Action& action) {
       [opts, &ctx, &action] { action = [opts, &ctx] { return run_ingest(ctx, *opts); }; });
 
   CLI::App* poll = bounces->add_subcommand(
-      "poll", "poll [bounces] imap_url and apply what it finds [not yet available in this build]");
-  poll->allow_extras();
-  poll->prefix_command();
-  poll->callback([&action] {
-    action = [] {
-      std::cerr << "mailer bounces poll: not yet available in this build\n";
-      return kExitUsage;
-    };
-  });
+      "poll",
+      "poll [bounces] imap_url every poll_every and apply what it finds; a report leaves the "
+      "mailbox once applied, a failed one stays for the next poll, a message that is no report "
+      "moves to imap_not_report_folder; SIGTERM/SIGINT stop it");
+  poll->add_flag("--once", opts->once, "poll once and exit (1 when anything was left unapplied)");
+  poll->add_flag("--json", opts->json, "with --once: print the summary as one JSON object");
+  poll->callback([opts, &ctx, &action] { action = [opts, &ctx] { return run_poll(ctx, *opts); }; });
 }
 
 }  // namespace mailer::app

@@ -1,5 +1,6 @@
-// `mailer status`: campaigns with delivery counts, and per-provider throttle
-// state (rate, mode, last throttle reply) from throttle_state.
+// `mailer status`: campaigns with delivery counts and feedback (bounces,
+// complaints, auto-replies and their rates per sent message), and
+// per-provider throttle state (rate, mode, last throttle reply).
 #include <fmt/format.h>
 
 #include <iostream>
@@ -8,6 +9,7 @@
 #include "app/campaigns/campaign_report.h"
 #include "app/campaigns/campaign_store.h"
 #include "app/cli/commands.h"
+#include "app/db/feedback_store.h"
 
 namespace mailer::app {
 namespace {
@@ -19,6 +21,7 @@ int run_status(Context& ctx, bool json) {
   db::Database& db = ctx.database();
   CampaignStore store(db);
   db::DeliveryQueue queue(db);
+  db::FeedbackStore feedback(db);
   const auto now = std::chrono::system_clock::now();
   nlohmann::json campaigns = nlohmann::json::array();
   for (const Campaign& c : store.all()) {
@@ -28,6 +31,17 @@ int run_status(Context& ctx, bool json) {
     nlohmann::json counts = nlohmann::json::object();
     for (const auto& [state, n] : queue.counts(c.id)) counts[state] = n;
     j["counts"] = counts;
+    const db::CampaignFeedback f = feedback.campaign_feedback(c.id);
+    j["feedback"] = {{"hard", f.counts.hard},
+                     {"soft", f.counts.soft},
+                     {"complaints", f.counts.complaints},
+                     {"auto_replies", f.counts.auto_replies},
+                     {"unmatched", f.counts.unmatched},
+                     {"sent", f.sent},
+                     {"bounce_rate", f.bounce_rate()},
+                     {"soft_bounce_rate", f.soft_bounce_rate()},
+                     {"complaint_rate", f.complaint_rate()},
+                     {"auto_reply_rate", f.auto_reply_rate()}};
     campaigns.push_back(j);
   }
   const nlohmann::json providers = throttle_states_json(queue.load_throttle_states());
@@ -46,6 +60,15 @@ int run_status(Context& ctx, bool json) {
         c["counts"]["sent"].get<std::int64_t>(), c["counts"]["deferred"].get<std::int64_t>(),
         c["counts"]["bounced"].get<std::int64_t>(), c["counts"]["failed"].get<std::int64_t>(),
         c["counts"]["skipped"].get<std::int64_t>());
+    const auto& f = c["feedback"];
+    std::cout << fmt::format(
+        "        feedback: hard {} ({:.2f}%) soft {} ({:.2f}%) complaints {} ({:.3f}%) "
+        "auto_replies {} ({:.2f}%) unmatched {}, of {} sent\n",
+        f["hard"].get<std::int64_t>(), 100 * f["bounce_rate"].get<double>(),
+        f["soft"].get<std::int64_t>(), 100 * f["soft_bounce_rate"].get<double>(),
+        f["complaints"].get<std::int64_t>(), 100 * f["complaint_rate"].get<double>(),
+        f["auto_replies"].get<std::int64_t>(), 100 * f["auto_reply_rate"].get<double>(),
+        f["unmatched"].get<std::int64_t>(), f["sent"].get<std::int64_t>());
   }
   std::cout << "providers\n";
   if (providers.empty()) std::cout << "  (no learned throttle state yet)\n";

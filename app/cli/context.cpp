@@ -31,6 +31,7 @@ db::DatabaseOptions Context::database_options() {
   }
   o.reconnect_min = c.database.reconnect_min;
   o.reconnect_max = c.database.reconnect_max;
+  o.reconnect_for = c.database.reconnect_for;
   return o;
 }
 

@@ -58,6 +58,7 @@ void read_database(ConfigReader r, DatabaseSettings& d) {
     r.fail("reconnect_max", fmt::format("must be at least reconnect_min ({})",
                                         throttle::format_duration(d.reconnect_min)));
   }
+  d.reconnect_for = r.get_duration("reconnect_for", d.reconnect_for, kMaxReconnectWait);
   r.reject_unknown();
 }
 
@@ -363,10 +364,22 @@ void read_bounces(ConfigReader r, BouncesSettings& b) {
   b.imap_url = r.get_string("imap_url", b.imap_url);
   if (!b.imap_url.empty() && b.imap_url.rfind("imaps://", 0) != 0 &&
       b.imap_url.rfind("imap://", 0) != 0) {
-    r.fail("imap_url",
-           fmt::format("expected an imaps:// or imap:// URL, got {}", quote_value(b.imap_url)));
+    // Only the scheme: the rest may hold a password.
+    const std::size_t colon = b.imap_url.find(':');
+    r.fail("imap_url", fmt::format("expected an imaps:// or imap:// URL, got one starting {}",
+                                   quote_value(b.imap_url.substr(0, colon))));
   }
   b.imap_password_file = r.get_string("imap_password_file", b.imap_password_file);
+  b.imap_ca_file = r.get_string("imap_ca_file", b.imap_ca_file);
+  b.imap_not_report_folder = r.get_string("imap_not_report_folder", b.imap_not_report_folder);
+  for (const char c : b.imap_not_report_folder) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '"' || c == '\\' ||
+        static_cast<unsigned char>(c) >= 0x80) {
+      r.fail("imap_not_report_folder",
+             fmt::format("expected a folder name of printable ASCII without '\"' or '\\', got {}",
+                         quote_value(b.imap_not_report_folder)));
+    }
+  }
   b.poll_every = r.get_duration("poll_every", b.poll_every);
   if (b.poll_every < std::chrono::seconds(1)) r.fail("poll_every", "must be at least 1s");
   b.soft_limit = r.get_int("soft_limit", b.soft_limit, 1, 1000);

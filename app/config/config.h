@@ -21,6 +21,9 @@ struct DatabaseSettings {
   // First and longest wait between reconnection attempts when the server is gone.
   Duration reconnect_min = std::chrono::milliseconds(200);
   Duration reconnect_max = std::chrono::seconds(10);
+  // How long one piece of work keeps reconnecting before it fails (a command
+  // exits 1; `bounces poll` leaves the message for its next poll).
+  Duration reconnect_for = std::chrono::seconds(60);
 };
 
 // [sender]
@@ -169,6 +172,13 @@ struct BouncesSettings {
   std::string imap_url;
   // File holding the IMAP password; $MAILER_IMAP_PASSWORD otherwise.
   std::string imap_password_file;
+  // CA certificates (PEM) that imaps:// servers are verified against;
+  // empty: the system's. Verification is never turned off.
+  std::string imap_ca_file;
+  // Where messages that are no report (no bounce, complaint or auto-reply)
+  // are moved; empty: they stay in the mailbox, flagged \Seen and
+  // $MailerNotReport, and later polls skip them.
+  std::string imap_not_report_folder = "mailer-not-reports";
   // How often the mailbox is polled.
   Duration poll_every = std::chrono::minutes(1);
   // Soft bounces of one address within soft_window that suppress it.

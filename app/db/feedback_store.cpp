@@ -9,6 +9,8 @@ constexpr const char* kBounceDelivery = "feedback_bounce_delivery";
 constexpr const char* kSuppress = "feedback_suppress";
 constexpr const char* kSoftCount = "feedback_soft_count";
 constexpr const char* kCounts = "feedback_counts";
+constexpr const char* kCampaignFeedback = "feedback_campaign_feedback";
+constexpr const char* kTotals = "feedback_totals";
 constexpr const char* kHealth = "feedback_health";
 constexpr const char* kPause = "feedback_pause";
 constexpr const char* kPauseReason = "feedback_pause_reason";
@@ -37,6 +39,15 @@ FeedbackStore::FeedbackStore(Database& db) : db_(db) {
               "AND received_at > now() - make_interval(secs => $2::double precision)");
   db_.prepare(kCounts,
               "SELECT kind, count(*) FROM feedback_reports WHERE campaign_id = $1 GROUP BY kind");
+  db_.prepare(kCampaignFeedback,
+              "SELECT (SELECT count(*) FROM deliveries d WHERE d.campaign_id = $1 "
+              "   AND (d.state = 'sent' OR (d.state = 'bounced' AND d.sent_at IS NOT NULL))), "
+              "count(*) FILTER (WHERE kind = 'hard'), count(*) FILTER (WHERE kind = 'soft'), "
+              "count(*) FILTER (WHERE kind = 'complaint'), "
+              "count(*) FILTER (WHERE kind = 'auto_reply'), "
+              "count(*) FILTER (WHERE kind = 'unmatched') "
+              "FROM feedback_reports WHERE campaign_id = $1");
+  db_.prepare(kTotals, "SELECT kind, count(*) FROM feedback_reports GROUP BY kind");
   db_.prepare(kHealth,
               "SELECT c.status, "
               "(SELECT count(*) FROM deliveries d WHERE d.campaign_id = c.id "
@@ -118,6 +129,42 @@ FeedbackCounts FeedbackStore::counts(std::int64_t campaign_id) {
     }
     return c;
   });
+}
+
+namespace {
+
+FeedbackCounts counts_by_kind(const pqxx::result& rows) {
+  FeedbackCounts c;
+  for (const auto& row : rows) {
+    const std::string kind = row[0].as<std::string>();
+    const auto n = row[1].as<std::int64_t>();
+    if (kind == "hard") c.hard = n;
+    if (kind == "soft") c.soft = n;
+    if (kind == "complaint") c.complaints = n;
+    if (kind == "auto_reply") c.auto_replies = n;
+    if (kind == "unmatched") c.unmatched = n;
+  }
+  return c;
+}
+
+}  // namespace
+
+CampaignFeedback FeedbackStore::campaign_feedback(std::int64_t campaign_id) {
+  return db_.transact([&](pqxx::work& w) {
+    const pqxx::row r = w.exec_prepared1(kCampaignFeedback, campaign_id);
+    CampaignFeedback f;
+    f.sent = r[0].as<std::int64_t>();
+    f.counts.hard = r[1].as<std::int64_t>();
+    f.counts.soft = r[2].as<std::int64_t>();
+    f.counts.complaints = r[3].as<std::int64_t>();
+    f.counts.auto_replies = r[4].as<std::int64_t>();
+    f.counts.unmatched = r[5].as<std::int64_t>();
+    return f;
+  });
+}
+
+FeedbackCounts FeedbackStore::totals() {
+  return db_.transact([&](pqxx::work& w) { return counts_by_kind(w.exec_prepared(kTotals)); });
 }
 
 CampaignHealth FeedbackStore::health(std::int64_t campaign_id) {

@@ -50,6 +50,22 @@ struct FeedbackCounts {
   std::int64_t unmatched = 0;
 };
 
+// A campaign's feedback beside what it sent: the figures `mailer status`,
+// /metrics and the dashboard show.
+struct CampaignFeedback {
+  std::int64_t sent = 0;  // deliveries accepted or bounced after acceptance
+  FeedbackCounts counts;
+
+  // `n` per sent message; 0 before anything was sent.
+  static double per_sent(std::int64_t n, std::int64_t sent) {
+    return sent == 0 ? 0.0 : static_cast<double>(n) / static_cast<double>(sent);
+  }
+  double bounce_rate() const { return per_sent(counts.hard, sent); }
+  double soft_bounce_rate() const { return per_sent(counts.soft, sent); }
+  double complaint_rate() const { return per_sent(counts.complaints, sent); }
+  double auto_reply_rate() const { return per_sent(counts.auto_replies, sent); }
+};
+
 // Rates the guard judges a running campaign by.
 struct CampaignHealth {
   std::string status;
@@ -73,6 +89,10 @@ class FeedbackStore {
                         std::chrono::milliseconds soft_window);
 
   FeedbackCounts counts(std::int64_t campaign_id);
+  // Counts and sent of one campaign, in one statement.
+  CampaignFeedback campaign_feedback(std::int64_t campaign_id);
+  // Every recorded report row by kind, any campaign (unmatched ones too).
+  FeedbackCounts totals();
   CampaignHealth health(std::int64_t campaign_id);
   // Why the guard paused the campaign; nullopt when it did not.
   std::optional<std::string> pause_reason(std::int64_t campaign_id);

@@ -52,7 +52,8 @@ void campaigns_section(std::string& out, const OperatorSnapshot& s) {
   out +=
       "<table><thead><tr><th>id</th><th>name</th><th>status</th><th>progress</th>"
       "<th>queued</th><th>sending</th><th>deferred</th><th>sent</th><th>bounced</th>"
-      "<th>failed</th><th>skipped</th></tr></thead><tbody>";
+      "<th>failed</th><th>skipped</th><th>hard bounces</th><th>soft bounces</th>"
+      "<th>complaints</th><th>auto-replies</th></tr></thead><tbody>";
   for (const auto& c : s.campaigns) {
     const auto total = c.total();
     const auto done = c.done();
@@ -68,6 +69,17 @@ void campaigns_section(std::string& out, const OperatorSnapshot& s) {
       auto it = c.counts.find(state);
       fmt::format_to(std::back_inserter(out), "<td class=\"n\">{}</td>",
                      it == c.counts.end() ? 0 : it->second);
+    }
+    // Reports and their rate per sent message, as the guard judges them.
+    const db::CampaignFeedback& f = c.feedback;
+    const std::pair<const char*, std::int64_t> kinds[] = {{"hard", f.counts.hard},
+                                                          {"soft", f.counts.soft},
+                                                          {"complaint", f.counts.complaints},
+                                                          {"auto_reply", f.counts.auto_replies}};
+    for (const auto& [kind, n] : kinds) {
+      fmt::format_to(std::back_inserter(out),
+                     "<td class=\"n feedback-{}\">{} <span class=\"muted\">({:.2f}%)</span></td>",
+                     kind, n, 100.0 * db::CampaignFeedback::per_sent(n, f.sent));
     }
     out += "</tr>";
   }

@@ -142,6 +142,26 @@ void campaign_families(Exposition& e, const OperatorSnapshot& s) {
     const auto total = c.total();
     e.sample(labels(c), total == 0 ? 0.0 : static_cast<double>(c.done()) / total);
   }
+  e.family("mailer_campaign_bounce_rate", "gauge",
+           "Hard bounces reported for a campaign per message it sent (what [guard] "
+           "max_bounce_rate is compared with).");
+  for (const auto& c : s.campaigns) e.sample(labels(c), c.feedback.bounce_rate());
+  e.family("mailer_campaign_complaint_rate", "gauge",
+           "Complaints reported for a campaign per message it sent (what [guard] "
+           "max_complaint_rate is compared with).");
+  for (const auto& c : s.campaigns) e.sample(labels(c), c.feedback.complaint_rate());
+}
+
+void feedback_families(Exposition& e, const OperatorSnapshot& s) {
+  e.family("mailer_feedback_total", "counter",
+           "Bounce, complaint and auto-reply reports recorded, by what they were applied as "
+           "(unmatched: no delivery of ours could be found for them).");
+  const db::FeedbackCounts& f = s.feedback;
+  e.sample({{"kind", "hard"}}, static_cast<double>(f.hard));
+  e.sample({{"kind", "soft"}}, static_cast<double>(f.soft));
+  e.sample({{"kind", "complaint"}}, static_cast<double>(f.complaints));
+  e.sample({{"kind", "auto_reply"}}, static_cast<double>(f.auto_replies));
+  e.sample({{"kind", "unmatched"}}, static_cast<double>(f.unmatched));
 }
 
 }  // namespace
@@ -189,6 +209,7 @@ std::string render_prometheus(const OperatorSnapshot& snapshot) {
   provider_families(e, snapshot);
   reply_families(e, snapshot);
   campaign_families(e, snapshot);
+  feedback_families(e, snapshot);
   return e.take();
 }
 

@@ -43,7 +43,7 @@ std::int64_t CampaignProgress::done() const {
   return n;
 }
 
-MetricsSource::MetricsSource(db::Database& db) : db_(db), queue_(db), counters_(db) {
+MetricsSource::MetricsSource(db::Database& db) : db_(db), queue_(db), counters_(db), feedback_(db) {
   // The claim index covers these states, so this reads only the rows that
   // are not final. In flight: under an unexpired lease.
   db_.prepare(kQueues,
@@ -104,6 +104,9 @@ OperatorSnapshot MetricsSource::snapshot() {
         s.campaigns.back().counts[row[3].as<std::string>()] = row[4].as<std::int64_t>();
     }
   });
+  // One indexed statement per shown campaign (feedback_reports_campaign_idx).
+  for (CampaignProgress& c : s.campaigns) c.feedback = feedback_.campaign_feedback(c.id);
+  s.feedback = feedback_.totals();
   return s;
 }
 

@@ -12,6 +12,7 @@
 
 #include "app/db/database.h"
 #include "app/db/delivery_queue.h"
+#include "app/db/feedback_store.h"
 #include "app/db/reply_counters.h"
 
 namespace mailer::app {
@@ -31,6 +32,8 @@ struct CampaignProgress {
   std::string name;
   std::string status;
   db::StateCounts counts;
+  // Bounces, complaints and auto-replies recorded for it, beside its sent.
+  db::CampaignFeedback feedback;
 
   std::int64_t total() const;
   // sent + bounced + failed + skipped: deliveries that need nothing more.
@@ -43,6 +46,8 @@ struct OperatorSnapshot {
   std::vector<db::ReplyCount> replies;
   std::vector<ProviderQueue> queues;
   std::vector<CampaignProgress> campaigns;
+  // Every report row recorded, by kind (mailer_feedback_total).
+  db::FeedbackCounts feedback;
 };
 
 // One bucket of one (provider, egress) chart.
@@ -93,6 +98,7 @@ class MetricsSource {
   db::Database& db_;
   db::DeliveryQueue queue_;
   db::ReplyCounters counters_;
+  db::FeedbackStore feedback_;
 };
 
 }  // namespace mailer::app

@@ -388,5 +388,60 @@ TEST_F(BouncesCliTest, GuardLeavesACampaignBelowMinSent) {
   EXPECT_EQ(show(campaign)["status"], "running");
 }
 
+TEST_F(BouncesCliTest, StatusShowsEachCampaignsFeedbackAndItsRatesPerSentMessage) {
+  const auto campaign = sent_campaign(8);
+  const std::string maildir = dir_ + "/Maildir";
+  std::filesystem::create_directories(maildir + "/new");
+  std::filesystem::create_directories(maildir + "/cur");
+  write_file(maildir + "/new/1.hard",
+             dsn("sh1", verp(ids_[0]), emails_[0], "failed", "5.1.1", "550 5.1.1 user unknown"));
+  write_file(maildir + "/new/2.hard",
+             dsn("sh2", verp(ids_[1]), emails_[1], "failed", "5.1.1", "550 5.1.1 user unknown"));
+  write_file(maildir + "/new/3.soft",
+             dsn("ss1", verp(ids_[2]), emails_[2], "delayed", "4.2.2", "452 4.2.2 full"));
+  write_file(maildir + "/new/4.complaint", redacted_complaint("sc1", verp(ids_[3])));
+  write_file(maildir + "/new/5.auto", auto_reply("sa1", emails_[4], verp(ids_[4])));
+  auto ingest = mailer({"bounces", "ingest", maildir, "--json"});
+  ASSERT_EQ(ingest.exit_code, 0) << ingest.err;
+
+  auto r = mailer({"status", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto st = nlohmann::json::parse(r.out);
+  ASSERT_EQ(st["campaigns"].size(), 1u) << st;
+  const auto& c = st["campaigns"][0];
+  EXPECT_EQ(c["id"], campaign);
+  const auto& f = c["feedback"];
+  // Eight sent; the two hard bounces became bounced but still count as sent.
+  EXPECT_EQ(f["sent"], 8) << f;
+  EXPECT_EQ(f["hard"], 2) << f;
+  EXPECT_EQ(f["soft"], 1) << f;
+  EXPECT_EQ(f["complaints"], 1) << f;
+  EXPECT_EQ(f["auto_replies"], 1) << f;
+  EXPECT_EQ(f["unmatched"], 0) << f;
+  EXPECT_DOUBLE_EQ(f["bounce_rate"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(f["soft_bounce_rate"].get<double>(), 0.125);
+  EXPECT_DOUBLE_EQ(f["complaint_rate"].get<double>(), 0.125);
+  EXPECT_DOUBLE_EQ(f["auto_reply_rate"].get<double>(), 0.125);
+  EXPECT_EQ(c["counts"]["bounced"], 2);
+
+  auto text = mailer({"status"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("feedback: hard 2 (25.00%) soft 1 (12.50%) complaints 1 (12.500%) "
+                          "auto_replies 1 (12.50%) unmatched 0, of 8 sent"),
+            std::string::npos)
+      << text.out;
+}
+
+TEST_F(BouncesCliTest, StatusRatesAreZeroForACampaignThatSentNothing) {
+  const auto list = seed_list(t_.url(), "idle", 3);
+  seed_campaign(t_.url(), list, "running");
+  auto r = mailer({"status", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto f = nlohmann::json::parse(r.out)["campaigns"][0]["feedback"];
+  EXPECT_EQ(f["sent"], 0) << f;
+  EXPECT_EQ(f["complaint_rate"], 0.0) << f;
+  EXPECT_EQ(f["bounce_rate"], 0.0) << f;
+}
+
 }  // namespace
 }  // namespace mailer::app

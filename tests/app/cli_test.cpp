@@ -37,18 +37,6 @@ TEST(Cli, UnknownCommandIsNamedWithTheListOfCommandsAndExitsTwo) {
   EXPECT_EQ(r.out, "");
 }
 
-TEST(Cli, CommandsNotYetBuiltSaySoAndExitTwo) {
-  for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"bounces", "poll", "--once"}}) {
-    auto r = run_mailer(args);
-    EXPECT_EQ(r.exit_code, 2) << args[0];
-    const std::string name = args[0] == "bounces" ? "bounces poll" : args[0];
-    EXPECT_NE(r.err.find("mailer " + name + ": not yet available in this build"), std::string::npos)
-        << r.err;
-    EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << r.err;
-  }
-}
-
 TEST(Cli, InboundWithNoDomainToAcceptIsAUsageErrorNamingTheKey) {
   const std::string dir = mailer::testing::make_temp_dir("cli-inbound");
   mailer::testing::write_file(dir + "/empty.toml", "");

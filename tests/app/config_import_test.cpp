@@ -54,9 +54,8 @@ TEST(ConfigImport, ErrorsNameFileLineAndKey) {
             "mailer.toml:2: key \"import.mx_concurrency\": must be at least 1, got 0");
   EXPECT_EQ(import_error("[import]\n\nchunk_rows = 0\n"),
             "mailer.toml:3: key \"import.chunk_rows\": must be at least 1, got 0");
-  EXPECT_EQ(
-      import_error("[import]\nmax_field_bytes = 10\n"),
-      "mailer.toml:2: key \"import.max_field_bytes\": must be at least 256, got 10");
+  EXPECT_EQ(import_error("[import]\nmax_field_bytes = 10\n"),
+            "mailer.toml:2: key \"import.max_field_bytes\": must be at least 256, got 10");
   EXPECT_EQ(import_error("[import]\ndns_server = \"a:1, b:2\"\n"),
             "mailer.toml:2: key \"import.dns_server\": expected one HOST:PORT, got \"a:1, b:2\"");
   EXPECT_NE(import_error("[import]\nmx_timeout = \"soon\"\n").find("import.mx_timeout"),

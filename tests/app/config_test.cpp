@@ -303,6 +303,8 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(c.bounces.soft_limit, bounces.soft_limit);
   EXPECT_EQ(c.bounces.soft_window, bounces.soft_window);
   EXPECT_EQ(c.bounces.max_message_bytes, bounces.max_message_bytes);
+  EXPECT_EQ(c.bounces.imap_not_report_folder, bounces.imap_not_report_folder);
+  EXPECT_EQ(c.database.reconnect_for, DatabaseSettings{}.reconnect_for);
   const GuardSettings guard;
   EXPECT_EQ(c.guard.min_sent, guard.min_sent);
   EXPECT_DOUBLE_EQ(c.guard.max_complaint_rate, guard.max_complaint_rate);
@@ -343,6 +345,20 @@ TEST(Config, InboundIsValidatedAndTheExampleStatesItsDefaults) {
             (std::vector<std::string>{"bounces.example.com", "fbl.example.com"}));
   EXPECT_EQ(c.inbound.max_message_size, 65536);
   EXPECT_EQ(c.inbound.data_timeout, std::chrono::seconds(90));
+}
+
+TEST(Config, ImapSettingsAndReconnectForAreReadAndAQuotedFolderNameIsRefused) {
+  Config c = parse_config(
+      "[database]\nreconnect_for = \"0s\"\n[bounces]\nimap_ca_file = \"/etc/ca.pem\"\n"
+      "imap_not_report_folder = \"Junk/bounces\"\n",
+      "m.toml");
+  EXPECT_EQ(c.database.reconnect_for, Duration::zero());
+  EXPECT_EQ(c.bounces.imap_ca_file, "/etc/ca.pem");
+  EXPECT_EQ(c.bounces.imap_not_report_folder, "Junk/bounces");
+  EXPECT_EQ(Config{}.bounces.imap_not_report_folder, "mailer-not-reports");
+  const std::string e = config_error_of("[bounces]\nimap_not_report_folder = 'a\"b'\n");
+  EXPECT_NE(e.find("mailer.toml:2"), std::string::npos) << e;
+  EXPECT_NE(e.find("imap_not_report_folder"), std::string::npos) << e;
 }
 
 TEST(Config, ShippedExampleCommentedTablesParse) {

@@ -17,8 +17,8 @@
 #include <regex>
 #include <vector>
 
-#include "app/config/config.h"
 #include "app/base/errors.h"
+#include "app/config/config.h"
 #include "tests/app/serve_support.h"
 #include "tests/support/pg_fixture.h"
 

@@ -75,7 +75,8 @@ TEST(DashboardChart, EscapesNamesFromTheDatabase) {
   EXPECT_EQ(svg.find("<script>"), std::string::npos);
   EXPECT_NE(svg.find("other:&lt;script&gt;x&quot;y"), std::string::npos);
   DashboardView v;
-  v.snapshot.campaigns.push_back({1, "<img src=x onerror=alert(1)>", "running", {{"queued", 1}}});
+  v.snapshot.campaigns.push_back(
+      {1, "<img src=x onerror=alert(1)>", "running", {{"queued", 1}}, {}});
   const auto page = render_dashboard(v);
   EXPECT_EQ(page.find("<img"), std::string::npos);
   EXPECT_EQ(page.find("<script"), std::string::npos) << "the page runs no script";

@@ -124,11 +124,55 @@ TEST_F(ServeMetricsTest, MetricsParseAndCarryTheDatabaseValues) {
   EXPECT_EQ(m.at("mailer_campaign_progress_ratio{" + labels + "}"), 0);
 }
 
-TEST_F(ServeMetricsTest, EmptyDatabaseGivesAnnouncedFamiliesWithoutSamples) {
+TEST_F(ServeMetricsTest, EmptyDatabaseGivesAnnouncedFamiliesAndOnlyZeroFeedbackCounters) {
   const auto reply = http_call(serve_.admin_port(), "GET", "/metrics");
   ASSERT_EQ(reply.status, 200);
-  EXPECT_TRUE(parse_exposition(reply.body).empty());
+  // The feedback counters exist from the start (so that rate() sees the
+  // first report); nothing else has a sample.
+  const auto m = parse_exposition(reply.body);
+  EXPECT_EQ(m.size(), 5u);
+  for (const char* kind : {"hard", "soft", "complaint", "auto_reply", "unmatched"}) {
+    EXPECT_EQ(m.at(fmt::format(R"(mailer_feedback_total{{kind="{}"}})", kind)), 0) << kind;
+  }
   EXPECT_NE(reply.body.find("# TYPE mailer_accepted_total counter"), std::string::npos);
+  EXPECT_NE(reply.body.find("# TYPE mailer_feedback_total counter"), std::string::npos);
+}
+
+// A campaign of 8 sent deliveries and what came back about it: 2 hard
+// bounces, 1 soft, 1 complaint, 1 auto-reply; and one report that matched
+// no delivery.
+void seed_feedback(const std::string& url, std::int64_t campaign) {
+  mailer::testing::exec_sql(
+      url, fmt::format("INSERT INTO deliveries (campaign_id, recipient_id, provider, state, "
+                       "attempts, sent_at) SELECT {}, recipient_id, 'gmail', 'sent', 1, now() "
+                       "FROM list_members",
+                       campaign));
+  mailer::testing::exec_sql(
+      url, fmt::format("INSERT INTO feedback_reports (message_key, recipient, kind, "
+                       "reported_kind, campaign_id) VALUES "
+                       "('m1', 'a', 'hard', 'hard', {0}), ('m2', 'b', 'hard', 'hard', {0}), "
+                       "('m3', 'c', 'soft', 'soft', {0}), ('m4', 'd', 'complaint', "
+                       "'complaint', {0}), ('m5', 'e', 'auto_reply', 'auto_reply', {0}), "
+                       "('m6', 'f', 'unmatched', 'hard', NULL)",
+                       campaign));
+}
+
+TEST_F(ServeMetricsTest, MetricsCountFeedbackByKindAndGaugeEachCampaignsRates) {
+  const auto list = mailer::testing::seed_list(t_.url(), "news", 8);
+  const auto campaign = mailer::testing::seed_campaign(t_.url(), list, "running");
+  seed_feedback(t_.url(), campaign);
+
+  const auto reply = http_call(serve_.admin_port(), "GET", "/metrics");
+  ASSERT_EQ(reply.status, 200);
+  const auto m = parse_exposition(reply.body);
+  EXPECT_EQ(m.at(R"(mailer_feedback_total{kind="hard"})"), 2);
+  EXPECT_EQ(m.at(R"(mailer_feedback_total{kind="soft"})"), 1);
+  EXPECT_EQ(m.at(R"(mailer_feedback_total{kind="complaint"})"), 1);
+  EXPECT_EQ(m.at(R"(mailer_feedback_total{kind="auto_reply"})"), 1);
+  EXPECT_EQ(m.at(R"(mailer_feedback_total{kind="unmatched"})"), 1);
+  const std::string labels = fmt::format(R"(campaign_id="{}",campaign="test")", campaign);
+  EXPECT_EQ(m.at("mailer_campaign_bounce_rate{" + labels + "}"), 0.25) << reply.body;
+  EXPECT_EQ(m.at("mailer_campaign_complaint_rate{" + labels + "}"), 0.125) << reply.body;
 }
 
 TEST_F(ServeMetricsTest, HealthzAnswersOkWhileTheDatabaseAnswers) {
@@ -152,6 +196,34 @@ TEST_F(ServeMetricsTest, DashboardServesEveryRangeWithCampaignProgressAndAStrict
     EXPECT_NE(reply.body.find("data-provider=\"gmail\""), std::string::npos) << range;
     EXPECT_NE(reply.body.find("<polyline class=\"rate\""), std::string::npos) << range;
   }
+}
+
+TEST_F(ServeMetricsTest, DashboardShowsEachCampaignsBouncesAndComplaintsWithTheirRates) {
+  const auto list = mailer::testing::seed_list(t_.url(), "news", 8);
+  const auto campaign = mailer::testing::seed_campaign(t_.url(), list, "running");
+  seed_feedback(t_.url(), campaign);
+  const auto reply = http_call(serve_.admin_port(), "GET", "/");
+  ASSERT_EQ(reply.status, 200);
+  for (const char* header : {"<th>hard bounces</th>", "<th>soft bounces</th>",
+                             "<th>complaints</th>", "<th>auto-replies</th>"}) {
+    EXPECT_NE(reply.body.find(header), std::string::npos) << header;
+  }
+  const std::string row = fmt::format("data-campaign-id=\"{}\"", campaign);
+  const auto at = reply.body.find(row);
+  ASSERT_NE(at, std::string::npos) << reply.body;
+  const std::string tr = reply.body.substr(at, reply.body.find("</tr>", at) - at);
+  EXPECT_NE(tr.find("<td class=\"n feedback-hard\">2 <span class=\"muted\">(25.00%)</span>"),
+            std::string::npos)
+      << tr;
+  EXPECT_NE(tr.find("<td class=\"n feedback-soft\">1 <span class=\"muted\">(12.50%)</span>"),
+            std::string::npos)
+      << tr;
+  EXPECT_NE(tr.find("<td class=\"n feedback-complaint\">1 <span class=\"muted\">(12.50%)</span>"),
+            std::string::npos)
+      << tr;
+  EXPECT_NE(tr.find("<td class=\"n feedback-auto_reply\">1 <span class=\"muted\">(12.50%)</span>"),
+            std::string::npos)
+      << tr;
 }
 
 TEST(ServeHealth, HealthzAnswers503WhenTheDatabaseIsUnreachable) {

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -13,9 +14,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdlib>
+#include <functional>
+#include <optional>
+#include <thread>
 
 #include "app/base/errors.h"
 #include "app/base/logging.h"
+#include "app/cli/bounce_poller.h"
 #include "app/cli/commands.h"
 #include "app/config/unsubscribe_secret.h"
 #include "app/http/http_server.h"
@@ -118,6 +123,14 @@ int run_inbound(Context& ctx, const InboundOptions& o) {
   options.max_connections = static_cast<std::size_t>(config.inbound.max_connections);
   options.tls = tls_context(config.inbound);
   std::string secret = load_unsubscribe_secret(config);
+  // [bounces] imap_url: checked before listening, polled on a thread of its
+  // own beside the server.
+  std::optional<PollerSettings> poller_settings_opt;
+  std::string poller_secret;
+  if (!config.bounces.imap_url.empty()) {
+    poller_settings_opt = poller_settings(config);
+    poller_secret = secret;
+  }
 
   db::DatabaseOptions db_options = ctx.database_options();
   db_options.application_name = "mailer inbound";
@@ -157,9 +170,34 @@ int run_inbound(Context& ctx, const InboundOptions& o) {
   // Pollers run alongside the server: this is where the IMAP poller of
   // [bounces] imap_url starts (on a thread and Database of its own, with a
   // BounceIngester of its own) and where the drain below stops it.
-  if (!config.bounces.imap_url.empty()) {
-    spdlog::warn("mailer inbound: [bounces] imap_url is set, but this build does not poll it");
+  std::atomic<bool> poll_stop{false};
+  std::thread poll_thread;
+  if (poller_settings_opt) {
+    poll_thread = std::thread([&config, &ctx, &poll_stop, &poller_secret,
+                               settings = std::move(*poller_settings_opt)]() mutable {
+      try {
+        db::DatabaseOptions poll_db_options = ctx.database_options();
+        poll_db_options.application_name = "mailer inbound (imap)";
+        db::Database poll_db(poll_db_options);
+        BouncePoller poller(poll_db, config, std::move(poller_secret), std::move(settings));
+        spdlog::info(
+            "mailer inbound: polling {} every {}s", poller.settings().mailbox.display,
+            std::chrono::duration_cast<std::chrono::seconds>(config.bounces.poll_every).count());
+        poller.run(poll_stop);
+      } catch (const std::exception& e) {
+        // The SMTP side keeps serving; the operator sees why polling stopped.
+        spdlog::error("mailer inbound: IMAP polling stopped: {}", e.what());
+      }
+    });
   }
+  struct PollJoin {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~PollJoin() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } poll_join{poll_stop, poll_thread};
 
   asio::steady_timer drain_deadline(io);
   asio::signal_set signals(io, SIGINT, SIGTERM);

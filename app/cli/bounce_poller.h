@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "app/inbound/bounce_ingest.h"
 #include "app/config/config.h"
 #include "app/db/database.h"
+#include "app/inbound/bounce_ingest.h"
 
 namespace mailer::app {
 

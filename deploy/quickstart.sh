@@ -153,6 +153,9 @@ id=$("$mailer" campaign create --name "quickstart $(date +%H:%M:%S)" --list quic
   --from "Quickstart <news@quickstart.localhost>" --subject "Hello {{first_name|there}}" \
   --text deploy/sample/campaign.txt --html deploy/sample/campaign.html --json |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+# Suppressions as the campaign starts: the reports fed in below suppress more
+# addresses afterwards, and those were sent to.
+"$mailer" lists show quickstart --json >"$work/list-before.json"
 "$mailer" campaign start "$id"
 "$mailer" run --campaign "$id" --until-idle --worker-id quickstart
 
@@ -225,15 +228,16 @@ fi
 deferrals=$(psql "$MAILER_DATABASE_URL" -qtA -c "
   SELECT coalesce(sum(attempts), 0) - count(*) FILTER (WHERE state IN ('sent', 'bounced', 'failed'))
   FROM deliveries WHERE campaign_id = $id")
-python3 - "$work/campaign.json" "$work/list.json" "$work/import.json" "$deferrals" "$healthz" <<'PY'
+python3 - "$work/campaign.json" "$work/list.json" "$work/import.json" "$work/list-before.json" \
+  "$deferrals" "$healthz" <<'PY'
 import json, sys
-c, l, i = (json.load(open(f)) for f in sys.argv[1:4])
+c, l, i, b = (json.load(open(f)) for f in sys.argv[1:5])
 print("quickstart-check: " + json.dumps({
     "campaign": c["id"], "status": c["status"], "counts": c["counts"], "imported": i["imported"],
-    "members": l["members"], "suppressed": l["suppressed"],
-    "deferrals": int(sys.argv[4]),
+    "members": l["members"], "suppressed": b["suppressed"], "suppressed_after": l["suppressed"],
+    "deferrals": int(sys.argv[5]),
     "learned_rates": {p: v["rate"] for p, v in c["providers"].items() if v.get("learned")},
-    "healthz": sys.argv[5]}, sort_keys=True))
+    "healthz": sys.argv[6]}, sort_keys=True))
 PY
 if ! unavailable serve; then
   echo "dashboard: http://127.0.0.1:$admin_port/ (stop it with: kill \$(cat $work/serve.pid))"

@@ -256,7 +256,10 @@ class Sender {
   // a pool's (lowered) limit.
   void sweep() {
     const auto now = Clock::now();
-    for (auto& [key, pool] : pools_) {
+    for (auto& entry : pools_) {
+      // A named reference, not a structured binding: the lambda below
+      // captures it, which C++20 as clang 14 implements does not allow.
+      Pool& pool = entry.second;
       std::size_t open = pool.conns.size();
       std::erase_if(pool.conns, [&](const std::shared_ptr<Conn>& c) {
         if (c->busy) return false;

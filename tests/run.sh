@@ -112,10 +112,19 @@ r = json.loads(lines[0].split(": ", 1)[1])
 n, problems = r["counts"], []
 if r["status"] != "finished":
     problems.append("campaign status %s, not finished" % r["status"])
+# Suppressed as the campaign started. A hard bounce reported after the send
+# turns a sent delivery into a bounced one: both were accepted.
 sendable = r["members"] - r["suppressed"]
-if n["sent"] != sendable or sendable <= 0:
-    problems.append("sent %d, but the list has %d sendable members (%d less %d suppressed)"
-                    % (n["sent"], sendable, r["members"], r["suppressed"]))
+accepted = n["sent"] + n["bounced"]
+if accepted != sendable or sendable <= 0:
+    problems.append("sent %d (+%d bounced later), but the list had %d sendable members "
+                    "(%d less %d suppressed)"
+                    % (n["sent"], n["bounced"], sendable, r["members"], r["suppressed"]))
+if n["skipped"] != r["suppressed"]:
+    problems.append("%d deliveries skipped, but %d members were suppressed"
+                    % (n["skipped"], r["suppressed"]))
+if n["failed"]:
+    problems.append("%d deliveries failed" % n["failed"])
 if r["members"] < r["imported"]:
     problems.append("the list has %d members, fewer than the %d imported" % (r["members"], r["imported"]))
 for state in ("queued", "sending", "deferred"):

@@ -129,7 +129,11 @@ std::string format_campaign_report(const nlohmann::json& r) {
   if (r.contains("pause_reason") && r["pause_reason"].is_string()) {
     out += fmt::format("  paused      {}\n", r["pause_reason"].get<std::string>());
   }
-  for (const auto& [name, p] : r["providers"].items()) {
+  for (const auto& item : r["providers"].items()) {
+    // Named references, not structured bindings: the lambda below captures
+    // `p`, which clang 14 does not allow for a binding.
+    const std::string& name = item.key();
+    const nlohmann::json& p = item.value();
     out += fmt::format("  {:<24} rate {:>8.1f}/s  {:<9}  sent {} of {}\n", name,
                        p["rate"].get<double>(), p["state"].get<std::string>(),
                        p["counts"]["sent"].get<std::int64_t>(), [&] {

@@ -31,8 +31,9 @@ class SinkProcess {
     const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     std::smatch m;
+    std::string err;  // outlives the loop: `m` points into it
     for (;;) {
-      const std::string err = process_->err();
+      err = process_->err();
       if (std::regex_search(err, m, listening)) break;
       if (std::chrono::steady_clock::now() > until) {
         throw std::runtime_error("mailer sink did not start listening: " + err);

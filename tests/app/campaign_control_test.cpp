@@ -1,10 +1,16 @@
 // End to end through the binary on a real database: `campaign list` and
 // `campaign cancel`, the [worker] past_due_warning of the scheduler, and the
 // lost_leases count of `run --json` when another owner took its rows over.
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <functional>
@@ -12,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "tests/app/queue_seed.h"
@@ -267,6 +274,82 @@ TEST_F(CampaignControlTest, RunJsonCountsLostLeasesWhenTheirRowsWereTakenOver) {
   EXPECT_EQ(count("state = 'sent'") + report.at("lost_leases").get<std::int64_t>(),
             static_cast<std::int64_t>(sends.size()))
       << slow.out();
+}
+
+// A TCP listener on 127.0.0.1 that accepts connections and closes them at
+// once, counting them: each is one connection attempt of a client.
+class ClosingListener {
+ public:
+  ClosingListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(fd_, 64) != 0) {
+      throw std::runtime_error("cannot listen on 127.0.0.1");
+    }
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 20) <= 0) continue;
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c >= 0) {
+          ++accepted_;
+          ::close(c);
+        }
+      }
+    });
+  }
+  ~ClosingListener() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  int port() const { return port_; }
+  int accepted() const { return accepted_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+TEST(DatabaseReconnect, ReconnectMinSpacesTheAttemptsToAnUnreachableServer) {
+  const std::string dir = mailer::testing::make_temp_dir("reconnect-min");
+  // Connection attempts within reconnect_for = 1s, with a fixed wait between
+  // them (reconnect_min = reconnect_max).
+  auto attempts_with = [&](const std::string& wait) {
+    ClosingListener server;
+    const std::string config = dir + "/mailer-" + wait + ".toml";
+    write_file(config, fmt::format("[database]\nreconnect_min = \"{0}\"\nreconnect_max = "
+                                   "\"{0}\"\nreconnect_for = \"1s\"\n",
+                                   wait));
+    auto r = run_mailer(
+        {"--config", config, "campaign", "list"},
+        {{"MAILER_DATABASE_URL",
+          fmt::format("postgresql://mailer@127.0.0.1:{}/mailer?sslmode=disable&gssencmode=disable",
+                      server.port())}},
+        "", std::chrono::seconds(20));
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("reconnecting with backoff for up to 1s"), std::string::npos) << r.err;
+    return server.accepted();
+  };
+  // 400ms apart: attempts at 0, 0.4 and 0.8 s at most.
+  const int spaced = attempts_with("400ms");
+  // 50ms apart: about twenty in the same second.
+  const int close_together = attempts_with("50ms");
+  std::cout << "[ reconnect_min ] 400ms: " << spaced << " attempts, 50ms: " << close_together
+            << " attempts\n";
+  EXPECT_GE(spaced, 2);
+  EXPECT_LE(spaced, 3);
+  EXPECT_GE(close_together, 6);
 }
 
 }  // namespace

@@ -24,35 +24,10 @@ RATE=${3:-1000}
 BUILD=${4:-build/release}
 TLS=${TLS:-on}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck source=tests/bench/test_cert.sh
-source "$ROOT/tests/bench/test_cert.sh"
+# shellcheck source=tests/bench/bench_env.sh
+source "$ROOT/tests/bench/bench_env.sh"
 mailer="$ROOT/$BUILD/app/mailer"
-WORK=$(mktemp -d)
-pids=()
-EGRESS="bench-$$"
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  # The learned rates of this run would show up in other reports.
-  if [ -n "${MAILER_DATABASE_URL:-}" ]; then
-    psql "$MAILER_DATABASE_URL" -qc "DELETE FROM throttle_state WHERE egress = '$EGRESS';
-      DELETE FROM throttle_history WHERE egress = '$EGRESS';
-      DELETE FROM reply_counters WHERE egress = '$EGRESS'" >/dev/null 2>&1 || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-tls_sink=()
-tls_sender=""
-if [ "$TLS" = on ]; then
-  make_test_cert "$WORK"
-  tls_sink=(--tls-cert "$WORK/sink.pem" --tls-key "$WORK/sink.key")
-  tls_sender=$'starttls = "required"\nverify_certificates = true\nca_file = "'"$WORK/ca.pem"'"'
-fi
+bench_env "bench-$$"
 
 declare -A port
 for p in gmail yahoo outlook generic; do

@@ -11,12 +11,15 @@
 #include "sender/unsubscribe_token.h"
 #include "sender/verp.h"
 #include "tests/app/queue_seed.h"
+#include "tests/app/report_messages.h"
 #include "tests/support/pg_fixture.h"
 #include "tests/support/process.h"
 
 namespace mailer::app {
 namespace {
 
+using mailer::testing::auto_reply;
+using mailer::testing::dsn;
 using mailer::testing::exec_sql;
 using mailer::testing::query_int;
 using mailer::testing::run_mailer;
@@ -37,24 +40,6 @@ std::vector<nlohmann::json> json_lines(const std::string& out) {
   std::string line;
   while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
   return lines;
-}
-
-// An RFC 3464 report about `rcpt`, sent to return path `to`.
-std::string dsn(const std::string& id, const std::string& to, const std::string& rcpt,
-                const std::string& action, const std::string& status,
-                const std::string& diagnostic) {
-  return "From: MAILER-DAEMON@mx.example.net\r\nTo: " + to +
-         "\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <" + id +
-         "@mx.example.net>\r\nMIME-Version: 1.0\r\n"
-         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"
-         "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
-         "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; "
-         "mx.example.net\r\n"
-         "\r\nFinal-Recipient: rfc822; " +
-         rcpt + "\r\nAction: " + action + "\r\nStatus: " + status + "\r\nDiagnostic-Code: smtp; " +
-         diagnostic + "\r\n\r\n--B\r\nContent-Type: message/rfc822-headers\r\n\r\nReturn-Path: <" +
-         to + ">\r\nFrom: News <news@example.com>\r\nTo: " + rcpt +
-         "\r\nSubject: Hello\r\n\r\n--B--\r\n";
 }
 
 // A Microsoft-style ARF complaint with the recipient redacted; only the
@@ -89,12 +74,6 @@ std::string token_complaint(const std::string& id, const std::string& token) {
          "To: <redacted>\r\nSubject: Hello\r\nMessage-ID: <x.y@example.com>\r\n"
          "List-Unsubscribe: <https://mail.example.com/u/" +
          token + ">\r\n\r\nHi\r\n--F--\r\n";
-}
-
-std::string auto_reply(const std::string& id, const std::string& from, const std::string& to) {
-  return "From: " + from + "\r\nTo: " + to + "\r\nSubject: Out of office: Hello\r\n" +
-         "Auto-Submitted: auto-replied\r\nMessage-ID: <" + id +
-         "@mail.example.org>\r\n\r\nI am away until Monday.\r\n";
 }
 
 class BouncesCliTest : public ::testing::Test {

@@ -25,6 +25,7 @@
 #include "sender/verp.h"
 #include "tests/app/queue_seed.h"
 #include "tests/app/queue_worker_process.h"
+#include "tests/app/report_messages.h"
 #include "tests/support/pg_fixture.h"
 #include "tests/support/process.h"
 
@@ -252,19 +253,7 @@ class Dovecot {
 // An RFC 3464 report about `rcpt`, sent to return path `to`.
 std::string dsn(const std::string& id, const std::string& to, const std::string& rcpt,
                 const std::string& action, const std::string& status) {
-  return "From: MAILER-DAEMON@mx.example.net\r\nTo: " + to +
-         "\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <" + id +
-         "@mx.example.net>\r\nMIME-Version: 1.0\r\n"
-         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"
-         "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
-         "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; "
-         "mx.example.net\r\n\r\nFinal-Recipient: rfc822; " +
-         rcpt + "\r\nAction: " + action + "\r\nStatus: " + status +
-         "\r\nDiagnostic-Code: smtp; 550 " + status +
-         " mailbox problem\r\n\r\n--B\r\nContent-Type: message/rfc822-headers\r\n\r\n"
-         "Return-Path: <" +
-         to + ">\r\nFrom: News <news@example.com>\r\nTo: " + rcpt +
-         "\r\nSubject: Hello\r\n\r\n--B--\r\n";
+  return mailer::testing::dsn(id, to, rcpt, action, status, "550 " + status + " mailbox problem");
 }
 
 // An ARF complaint (RFC 5965) whose quoted message carries our return path.

@@ -20,30 +20,13 @@
 
 #include "sender/verp.h"
 #include "tests/app/inbound_support.h"
+#include "tests/app/report_messages.h"
 #include "tests/sender/dispatch_fixture.h"
 
 namespace mailer::testing {
 namespace {
 
 constexpr const char* kVerpDomain = "bounces.example.test";
-
-// An RFC 3464 report about `rcpt`, sent to return path `to`, quoting it.
-std::string dsn(const std::string& id, const std::string& to, const std::string& rcpt,
-                const std::string& action, const std::string& status,
-                const std::string& diagnostic) {
-  return "From: MAILER-DAEMON@mx.example.net\r\nTo: " + to +
-         "\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <" + id +
-         "@mx.example.net>\r\nMIME-Version: 1.0\r\n"
-         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"
-         "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
-         "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; "
-         "mx.example.net\r\n"
-         "\r\nFinal-Recipient: rfc822; " +
-         rcpt + "\r\nAction: " + action + "\r\nStatus: " + status + "\r\nDiagnostic-Code: smtp; " +
-         diagnostic + "\r\n\r\n--B\r\nContent-Type: message/rfc822-headers\r\n\r\nReturn-Path: <" +
-         to + ">\r\nFrom: News <news@example.com>\r\nTo: " + rcpt +
-         "\r\nSubject: Hello\r\n\r\n--B--\r\n";
-}
 
 // An ARF report (RFC 5965); `fields` go into the machine-readable part,
 // `quoted` is the header block of the original message.
@@ -57,12 +40,6 @@ std::string arf(const std::string& id, const std::string& fields, const std::str
          "User-Agent: ExampleFBL/1.0\r\nVersion: 1\r\n" +
          fields + "\r\n--F\r\nContent-Type: message/rfc822-headers\r\n\r\n" + quoted +
          "\r\n--F--\r\n";
-}
-
-std::string auto_reply(const std::string& id, const std::string& from, const std::string& to) {
-  return "From: " + from + "\r\nTo: " + to + "\r\nSubject: Out of office: Hello\r\n" +
-         "Auto-Submitted: auto-replied\r\nMessage-ID: <" + id +
-         "@mail.example.org>\r\n\r\nI am away until Monday.\r\n";
 }
 
 std::string human_reply(const std::string& to) {

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "app/base/errors.h"
+#include "app/base/fd_limit.h"
 #include "app/base/logging.h"
 #include "app/cli/bounce_poller.h"
 #include "app/cli/commands.h"
@@ -162,6 +163,8 @@ int run_inbound(Context& ctx, const InboundOptions& o) {
                                        e.code().message()));
   }
   const auto bound = server->local_endpoint();
+  raise_open_file_limit_for("mailer inbound",
+                            static_cast<std::uint64_t>(config.inbound.max_connections) + 64);
   spdlog::info("mailer inbound: listening on {}:{} for {} (database {}{})",
                bound.address().to_string(), bound.port(), fmt::join(accepted_domains(config), ", "),
                db::describe_conninfo(db_options.url),

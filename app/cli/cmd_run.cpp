@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "app/base/errors.h"
+#include "app/base/fd_limit.h"
 #include "app/campaigns/campaign_store.h"
 #include "app/campaigns/scheduler.h"
 #include "app/cli/commands.h"
@@ -80,7 +81,16 @@ int run_worker(Context& ctx, const RunOptions& o) {
   // Settings first: a missing secret or unreadable DKIM key stops the worker
   // before it claims anything.
   std::optional<sender::DispatcherSettings> settings;
-  if (!spec) settings = dispatcher_settings(config);
+  if (!spec) {
+    settings = dispatcher_settings(config);
+    // Each provider's connection limit may be open at once, plus the
+    // database, DNS and log files.
+    std::uint64_t wanted = 64;
+    for (const auto& [name, policy] : settings->policies) {
+      wanted += static_cast<std::uint64_t>(std::max(policy.max_connections, 0));
+    }
+    raise_open_file_limit_for("mailer run", wanted);
+  }
   db::Database& db = ctx.database();
   db::DeliveryQueue queue(db);
   db::ReplyCounters counters(db);

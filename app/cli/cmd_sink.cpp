@@ -12,6 +12,7 @@
 
 #include "app/base/duration.h"
 #include "app/base/errors.h"
+#include "app/base/fd_limit.h"
 #include "app/cli/commands.h"
 #include "sender/smtp_sink.h"
 #include "throttle/duration.h"
@@ -121,6 +122,7 @@ sender::SinkOptions sink_options(const SinkCommandOptions& o) {
 int run_sink(const SinkCommandOptions& o) {
   auto endpoint = listen_endpoint(o.listen);
   auto options = sink_options(o);
+  raise_open_file_limit_for("mailer sink", 0);
   auto report_every = duration_option("--report-every", o.report_every);
   asio::io_context io;
   std::unique_ptr<sender::SmtpSink> sink;

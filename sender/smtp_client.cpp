@@ -187,7 +187,8 @@ class SmtpClient::Session : public std::enable_shared_from_this<Session> {
   bool usable() const { return can_start() && !quit_requested_; }
   std::size_t messages_started() const { return started_; }
   const SmtpCapabilities& capabilities() const { return caps_; }
-  bool tls_active() const { return tls_ != nullptr; }
+  // True once a handshake has completed, not merely when one was begun.
+  bool tls_active() const { return tls_ != nullptr && tls_established_; }
 
  private:
   using ReplyStep = std::function<void(ReceivedReply)>;
@@ -255,6 +256,7 @@ class SmtpClient::Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream tcp_;
   std::shared_ptr<ssl::context> tls_context_;
   std::unique_ptr<ssl::stream<beast::tcp_stream&>> tls_;
+  bool tls_established_ = false;
   SmtpReplyReader reader_;
   std::array<char, 4096> in_{};
   std::string out_;
@@ -604,6 +606,7 @@ void SmtpClient::Session::start_tls(std::function<void()> next) {
       return fail_local(SmtpOutcome::kTlsFailed, local_reply(421, "4.7.0", "", SmtpStage::kHelo),
                         "TLS handshake with " + server_name_ + " failed: " + ec.message());
     }
+    tls_established_ = true;
     next();
   });
 }

@@ -773,6 +773,7 @@ TEST_F(SmtpClientTest, StartTlsRefusesACertificateForAnotherName) {
   SmtpResult r = connect(*client, peer, "mx.other.example");
   EXPECT_EQ(r.outcome, SmtpOutcome::kTlsFailed) << r.error;
   EXPECT_FALSE(client->usable());
+  EXPECT_FALSE(client->tls_active()) << "a handshake that failed is no TLS session";
   run_until(
       io_, [&] { return !peer.problems().empty() || peer.finished(); }, 5s);
   EXPECT_EQ(peer.count("MAIL"), 0u);
@@ -787,6 +788,7 @@ TEST_F(SmtpClientTest, StartTlsRefusesACertificateFromAnUntrustedCa) {
   SmtpResult r = connect(*client, peer, "mx.test.example");
   EXPECT_EQ(r.outcome, SmtpOutcome::kTlsFailed) << r.error;
   EXPECT_NE(r.error.find("certificate"), std::string::npos) << r.error;
+  EXPECT_FALSE(client->tls_active());
 }
 
 TEST_F(SmtpClientTest, OpportunisticStartTlsFallsBackToPlainTextWhenNotOffered) {

@@ -7,6 +7,7 @@
 #include "lists/mx_checker.h"
 #include "tests/lists/dnsmasq_server.h"
 #include "tests/lists/list_db_fixture.h"
+#include "tests/lists/slow_dns_server.h"
 
 namespace mailer::lists {
 namespace {
@@ -141,6 +142,29 @@ TEST_F(MxImportTest, KeepsRowsWhoseLookupFailedTemporarily) {
   EXPECT_EQ(count("SELECT count(*) FROM domains WHERE mx_status = 'error' AND expires_at <= now()"),
             1)
       << "temporary failures are never cached";
+}
+
+// [import] mx_concurrency through the binary: a DNS server that holds every
+// query 300 ms sees at most that many MX lookups at once, and more of them
+// when the key allows more.
+TEST_F(MxImportTest, MxConcurrencyBoundsTheLookupsInFlight) {
+  SlowDnsServer dns(std::chrono::milliseconds(300));
+  ASSERT_EQ(mailer({"lists", "create", "news"}).exit_code, 0);
+  auto import_with = [&](int concurrency, const std::string& prefix) {
+    write_config("[import]\ndns_server = \"" + dns.address() +
+                 "\"\nmx_timeout = \"5s\"\nmx_concurrency = " + std::to_string(concurrency) + "\n");
+    std::string csv = "email\n";
+    for (int i = 0; i < 12; ++i) csv += "a@" + prefix + std::to_string(i) + ".test\n";
+    auto j = mailer_json({"import", "--list", "news", write(prefix + ".csv", csv), "--mx-check"});
+    EXPECT_EQ(j["rejected"]["no_mx"], 12) << "every domain answered NXDOMAIN";
+    EXPECT_EQ(j["imported"], 0);
+  };
+  import_with(3, "three");
+  EXPECT_EQ(dns.most_in_flight(), 3u) << "mx_concurrency = 3";
+  EXPECT_EQ(dns.names().size(), 12u);
+  import_with(12, "twelve");
+  EXPECT_GT(dns.most_in_flight(), 3u) << "mx_concurrency = 12 kept no more lookups in flight";
+  EXPECT_EQ(dns.names().size(), 24u);
 }
 
 }  // namespace

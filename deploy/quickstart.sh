@@ -48,8 +48,24 @@ trap cleanup EXIT
 # unavailable CMD...: true when this build reports the command as not yet available.
 unavailable() { "$mailer" "$@" --help 2>&1 | grep -q "not yet available"; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# listening_port LOG PID WHAT: every peer below listens on port 0, so the
+# kernel picks a free port and no other process can take it between a pick
+# and the bind; this waits (up to 10 s) for the peer's "listening on
+# ADDR:PORT" line in LOG and prints PORT, or fails if the peer exits first.
+listening_port() {
+  local log=$1 pid=$2 what=$3 line
+  for _ in $(seq 100); do
+    line=$(grep -m1 -oE "${4:-listening on} [^ ]*:[0-9]+" "$log" 2>/dev/null || true)
+    if [ -n "$line" ]; then
+      echo "${line##*:}"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$what did not start:" >&2
+  cat "$log" >&2
+  return 1
 }
 
 step "simulated providers"
@@ -61,7 +77,6 @@ fi
 # then shows deferrals and the rates the throttle settled at.
 declare -A port capacity=([gmail]=80 [yahoo]=30 [outlook]=50 [generic]=100)
 for p in gmail yahoo outlook generic; do
-  port[$p]=$(free_port)
   # Yahoo's penalty box lasts hours for real; 15 s here shows the suspension
   # and the careful restart within the run.
   extra=()
@@ -69,22 +84,17 @@ for p in gmail yahoo outlook generic; do
   # The gmail sink keeps what it accepts: the reports fed to `mailer inbound`
   # after the campaign are built from those messages.
   [ "$p" = gmail ] && { rm -rf "$work/maildir"; extra+=(--maildir "$work/maildir"); }
-  "$mailer" sink --listen "127.0.0.1:${port[$p]}" --profile "$p" --capacity "${capacity[$p]}" \
+  "$mailer" sink --listen "127.0.0.1:0" --profile "$p" --capacity "${capacity[$p]}" \
     "${extra[@]}" 2>"$work/sink-$p.log" &
   pids+=($!)
-  for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/${port[$p]}") 2>/dev/null && break; sleep 0.1; done
-  if ! (echo >"/dev/tcp/127.0.0.1/${port[$p]}") 2>/dev/null; then
-    echo "the $p sink did not start:"; cat "$work/sink-$p.log"; exit 1
-  fi
+  port[$p]=$(listening_port "$work/sink-$p.log" $! "the $p sink")
   echo "$p: 127.0.0.1:${port[$p]} (hidden capacity ${capacity[$p]}/s)"
 done
 
 [ -f "$work/unsubscribe.key" ] || head -c 32 /dev/urandom | base64 >"$work/unsubscribe.key"
-http_port=$(free_port)
-# The dashboard and /metrics are on the operator listener, apart from the
-# public one that serves unsubscribe links.
-admin_port=$(free_port)
-inbound_port=$(free_port)
+# `mailer serve` and `mailer inbound` listen on port 0 as well: the ports
+# they get are read from their logs when they start, and the public one is
+# then written into [unsubscribe] base_url.
 cat >"$work/mailer.toml" <<TOML
 # Written by deploy/quickstart.sh: every provider routed to a local sink.
 [sender]
@@ -114,15 +124,17 @@ max_backoff = "30s"
 max_age = "1h"
 
 [unsubscribe]
-base_url = "http://127.0.0.1:$http_port"
+base_url = "http://127.0.0.1:0"
 secret_file = "$work/unsubscribe.key"
 
+# The dashboard and /metrics are on the operator listener, apart from the
+# public one that serves unsubscribe links.
 [http]
-listen = "127.0.0.1:$http_port"
-admin_listen = "127.0.0.1:$admin_port"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
 
 [inbound]
-listen = "127.0.0.1:$inbound_port"
+listen = "127.0.0.1:0"
 TOML
 export MAILER_CONFIG="$work/mailer.toml"
 
@@ -145,6 +157,11 @@ if ! unavailable serve; then
   if [ -f "$work/serve.pid" ]; then kill "$(cat "$work/serve.pid")" 2>/dev/null || true; fi
   nohup "$mailer" serve >"$work/serve.log" 2>&1 &
   echo $! >"$work/serve.pid"
+  http_port=$(listening_port "$work/serve.log" "$(cat "$work/serve.pid")" "mailer serve")
+  admin_port=$(listening_port "$work/serve.log" "$(cat "$work/serve.pid")" "mailer serve" \
+    "admin pages on")
+  sed -i "s|^base_url = \"http://127.0.0.1:0\"|base_url = \"http://127.0.0.1:$http_port\"|" \
+    "$work/mailer.toml"
   echo "dashboard: http://127.0.0.1:$admin_port/"
 fi
 
@@ -165,7 +182,7 @@ if ! unavailable inbound; then
   # this campaign's own sends (their VERP return paths and quoted headers).
   "$mailer" inbound 2>"$work/inbound.log" &
   pids+=($!)
-  for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$inbound_port") 2>/dev/null && break; sleep 0.1; done
+  inbound_port=$(listening_port "$work/inbound.log" $! "mailer inbound")
   echo "inbound: 127.0.0.1:$inbound_port"
   python3 deploy/sample/feed-reports.py "$work/maildir" "$inbound_port" \
     fbl@bounces.quickstart.localhost || { cat "$work/inbound.log"; exit 1; }

@@ -184,18 +184,23 @@ TEST_F(DispatchTest, DeliversEveryRecipientOnceWithSignedUnsubscribableMessages)
     EXPECT_EQ(email, 1) << to;
     EXPECT_EQ(header(m, "List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
     EXPECT_NE(m.find("Hi Reader "), std::string::npos);
+    // Signed on a signing thread, each message still carries its signature.
+    EXPECT_NE(m.find("DKIM-Signature: "), std::string::npos) << m.substr(0, 200);
     ++verified;
   }
   EXPECT_EQ(verified, n);
 
-  // One message verifies with python3-dkim against the key's public record.
+  // The first and last messages verify with python3-dkim against the key's
+  // public record.
   const DkimSigner key = DkimSigner::FromPemFile("example.com", "s1", DkimAlgorithm::kEd25519Sha256,
                                                  dir_ + "/dkim.pem");
-  write_file(dir_ + "/one.eml", messages.front());
-  auto verify = run_process({"/usr/bin/python3",
-                             std::string(MAILER_SOURCE_DIR) + "/tests/sender/dkim_verify.py",
-                             dir_ + "/one.eml", key.RecordName() + "=" + key.PublicKeyRecord()});
-  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+  for (const std::string* m : {&messages.front(), &messages.back()}) {
+    write_file(dir_ + "/one.eml", *m);
+    auto verify = run_process({"/usr/bin/python3",
+                               std::string(MAILER_SOURCE_DIR) + "/tests/sender/dkim_verify.py",
+                               dir_ + "/one.eml", key.RecordName() + "=" + key.PublicKeyRecord()});
+    EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+  }
 
   // The throttle's state, history and counters were kept.
   EXPECT_EQ(query_int(t_.url(), "SELECT count(*) FROM throttle_state"), 4);

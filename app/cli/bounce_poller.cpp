@@ -9,13 +9,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <pqxx/except>
 #include <sstream>
 #include <thread>
 
+#include "app/base/bounded_file.h"
 #include "app/base/errors.h"
 
 namespace mailer::app {
@@ -141,14 +141,11 @@ PollerSettings poller_settings(const Config& config) {
   PollerSettings s;
   s.mailbox = parse_imap_url(b.imap_url);
   if (!b.imap_password_file.empty()) {
-    std::ifstream in(b.imap_password_file, std::ios::binary);
-    if (!in) {
-      throw UsageError(fmt::format("[bounces] imap_password_file {}: cannot be read: {}",
-                                   b.imap_password_file, std::strerror(errno)));
+    try {
+      s.password = read_bounded_file(b.imap_password_file, kMaxSecretFileBytes);
+    } catch (const FileReadError& e) {
+      throw UsageError(fmt::format("[bounces] imap_password_file {}", e.what()));
     }
-    std::stringstream text;
-    text << in.rdbuf();
-    s.password = text.str();
     const std::size_t eol = s.password.find_first_of("\r\n");
     if (eol != std::string::npos) s.password.erase(eol);
     if (s.password.empty()) {
@@ -162,10 +159,12 @@ PollerSettings poller_settings(const Config& config) {
   }
   s.ca_file = b.imap_ca_file;
   if (!s.ca_file.empty()) {
-    std::ifstream ca(s.ca_file);
-    if (!ca) {
-      throw UsageError(fmt::format("[bounces] imap_ca_file {}: cannot be read: {}", s.ca_file,
-                                   std::strerror(errno)));
+    // Read here (bounded, and refused when it is a directory) so that a bad
+    // path is a configuration error rather than a TLS failure at each poll.
+    try {
+      (void)read_bounded_file(s.ca_file, kMaxCertificateFileBytes);
+    } catch (const FileReadError& e) {
+      throw UsageError(fmt::format("[bounces] imap_ca_file {}", e.what()));
     }
   }
   s.not_report_folder = b.imap_not_report_folder;

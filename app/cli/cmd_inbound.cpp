@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -18,6 +19,7 @@
 #include <optional>
 #include <thread>
 
+#include "app/base/bounded_file.h"
 #include "app/base/errors.h"
 #include "app/base/fd_limit.h"
 #include "app/base/logging.h"
@@ -65,13 +67,24 @@ std::shared_ptr<asio::ssl::context> tls_context(const InboundSettings& in) {
   tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                    asio::ssl::context::no_tlsv1_1);
+  // Read with a size limit first, so that a path to a device or a directory
+  // is refused by name instead of being read without end.
+  auto read = [](const char* key, const std::string& path, std::size_t max) {
+    try {
+      return read_bounded_file(path, max);
+    } catch (const FileReadError& e) {
+      throw UsageError(fmt::format("[inbound] {}: {}", key, e.what()));
+    }
+  };
+  const std::string chain = read("tls_cert_file", in.tls_cert_file, kMaxCertificateFileBytes);
+  const std::string key = read("tls_key_file", in.tls_key_file, kMaxSecretFileBytes);
   boost::system::error_code ec;
-  tls->use_certificate_chain_file(in.tls_cert_file, ec);
+  tls->use_certificate_chain(asio::buffer(chain), ec);
   if (ec) {
     throw UsageError(fmt::format("[inbound] tls_cert_file: {}: cannot load: {}", in.tls_cert_file,
                                  ec.message()));
   }
-  tls->use_private_key_file(in.tls_key_file, asio::ssl::context::pem, ec);
+  tls->use_private_key(asio::buffer(key), asio::ssl::context::pem, ec);
   if (ec) {
     throw UsageError(
         fmt::format("[inbound] tls_key_file: {}: cannot load: {}", in.tls_key_file, ec.message()));

@@ -512,6 +512,15 @@ TEST_F(BouncesPollTest, BadImapSettingsExitTwoNamingTheKey) {
       {"imap_url = \"imaps://bounces@127.0.0.1/INBOX\"\nimap_password_file = \"" + dir_ +
            "/missing\"\n",
        "imap_password_file"},
+      {"imap_url = \"imaps://bounces@127.0.0.1/INBOX\"\nimap_password_file = \"/dev/zero\"\n",
+       "imap_password_file /dev/zero: larger than"},
+      {"imap_url = \"imaps://bounces@127.0.0.1/INBOX\"\nimap_password_file = \"" + dir_ + "\"\n",
+       "imap_password_file " + dir_ + ": is a directory"},
+      {"imap_url = \"imaps://bounces@127.0.0.1/INBOX\"\n" + pw + "imap_ca_file = \"/dev/zero\"\n",
+       "imap_ca_file /dev/zero: larger than"},
+      {"imap_url = \"imaps://bounces@127.0.0.1/INBOX\"\n" + pw + "imap_ca_file = \"" + dir_ +
+           "\"\n",
+       "imap_ca_file " + dir_ + ": is a directory"},
       {"imap_url = \"imaps://bounces@127.0.0.1/INBOX\"\n", "no IMAP password"},
       {pw, "imap_url is not set"},
   };

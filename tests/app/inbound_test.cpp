@@ -373,6 +373,32 @@ std::string read_reply(Stream& stream, boost::asio::streambuf& buf) {
   }
 }
 
+TEST_F(InboundTest, TlsFilesThatAreDevicesOrDirectoriesExitTwoNamingTheKey) {
+  ASSERT_EQ(std::system(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                         "-nodes -keyout '" +
+                         dir_ + "/tls.key' -out '" + dir_ + "/tls.pem' -subj /CN=inbound.test " +
+                         "-days 2 >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  struct Case {
+    std::string cert, key, expect;
+  };
+  const std::vector<Case> cases = {
+      {"/dev/zero", dir_ + "/tls.key", "tls_cert_file: /dev/zero: larger than"},
+      {dir_, dir_ + "/tls.key", "tls_cert_file: " + dir_ + ": is a directory"},
+      {dir_ + "/tls.pem", "/dev/zero", "tls_key_file: /dev/zero: larger than"},
+      {dir_ + "/tls.pem", dir_ + "/missing.key", "tls_key_file: " + dir_ + "/missing.key"},
+  };
+  for (const Case& c : cases) {
+    configure_inbound("smtp://127.0.0.1:9",
+                      "tls_cert_file = \"" + c.cert + "\"\ntls_key_file = \"" + c.key + "\"\n");
+    // A configuration error ends the command before it listens, at once.
+    auto r = mailer({"inbound"}, std::chrono::seconds(20));
+    EXPECT_EQ(r.exit_code, 2) << c.cert << " " << c.key << r.err;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
+  }
+}
+
 TEST_F(InboundTest, StartTlsUpgradesTheSessionAndAReportSentOverItIsApplied) {
   namespace asio = boost::asio;
   const auto sends = seeded_sends(1);

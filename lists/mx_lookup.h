@@ -11,7 +11,7 @@
 // Why an interface: the one DNS resolver lives in sender/ (it delivers to MX
 // hosts), and lists/ sits beside sender/ on the same floor, so neither
 // includes the other. lists/ declares what its MX check needs here; app/
-// implements it with the sender resolver (app/import_mx_lookup.h) and hands
+// implements it with the sender resolver (app/cli/import_mx_lookup.h) and hands
 // it to the import. The policy (concurrency, what is undeliverable, what is
 // cached in `domains`) stays in lists/.
 #pragma once

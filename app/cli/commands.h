@@ -27,11 +27,6 @@ void register_doctor(CLI::App& root, Context& ctx, Action& action);
 void register_bounces(CLI::App& root, Context& ctx, Action& action);
 void register_inbound(CLI::App& root, Context& ctx, Action& action);
 
-// A command this build does not implement yet: accepts any arguments, says
-// so on stderr and exits 2. Never pretends to work.
-CLI::App* register_unavailable(CLI::App& root, const std::string& name,
-                               const std::string& description, Action& action);
-
 // After a failed parse of `root`: when the first word given is no command of
 // `root`, prints `mailer: unknown command "NAME"` and the list of commands on
 // stderr and returns true (the caller exits 2). Returns false for any other

@@ -78,6 +78,16 @@ std::vector<std::string> mx_route_zone() {
           // The preferred host refuses connections, the next one accepts.
           "--mx-host=pref.test,mx1.pref.test,10", "--mx-host=pref.test,mx2.pref.test,20",
           "--host-record=mx1.pref.test,127.0.0.2", "--host-record=mx2.pref.test,127.0.0.1",
+          // One mail host with two addresses, the first one answered
+          // refusing: dnsmasq answers the last of these records first, so
+          // 127.0.0.2, then 127.0.0.1. (With only the first address tried,
+          // the test below fails.)
+          "--mx-host=multi.test,mx.multi.test,10", "--dns-rr=mx.multi.test,1,7f000001",
+          "--dns-rr=mx.multi.test,1,7f000002",
+          // The preferred host defers (see the test); the next one, on
+          // 127.0.0.3, would accept.
+          "--mx-host=defer.test,mx1.defer.test,10", "--mx-host=defer.test,mx2.defer.test,20",
+          "--host-record=mx1.defer.test,127.0.0.1", "--host-record=mx2.defer.test,127.0.0.3",
           // RFC 7505 null MX: "MX 0 .".
           "--dns-rr=nullmx.test,15,0000:00",
           // A Google Workspace and a Microsoft 365 customer, their providers'
@@ -193,6 +203,53 @@ TEST_F(DispatchMxTest, RefusingPreferredMxPassesEachMessageToTheNextHostInTheSam
   EXPECT_EQ(lines_with(run.err, "mx1.pref.test for reader-"), static_cast<std::size_t>(kRecipients))
       << run.err;
   EXPECT_EQ(lines_with(run.err, "mx2.pref.test for reader-"), 0u) << run.err;
+}
+
+TEST_F(DispatchMxTest, HostWithARefusingAddressIsReachedThroughItsOtherAddress) {
+  DnsmasqServer dns(mx_route_zone());
+  const std::filesystem::path maildir = dir_ + "/maildir";
+  SinkThread sink(stored_in(maildir));
+  configure_mx(dns.address(), sink.port(), "messages_per_connection = 1\n");
+  start_campaign_to("multi.test", kRecipients);
+  const auto run = run_until_idle();
+  // Every message went out in its first attempt, over the address that
+  // answers, and the host was never given up on.
+  EXPECT_EQ(count("state = 'sent' AND attempts = 1"), kRecipients) << unsent();
+  EXPECT_EQ(maildir_count(maildir), static_cast<std::size_t>(kRecipients));
+  EXPECT_EQ(sink.counters().connections, static_cast<std::uint64_t>(kRecipients));
+  EXPECT_EQ(lines_with(run.err, "mx.multi.test for reader-"), 0u) << run.err;
+}
+
+TEST_F(DispatchMxTest, DeferralFromThePreferredMxEndsTheAttemptWithoutTryingTheNextHost) {
+  DnsmasqServer dns(mx_route_zone());
+  // The preferred host answers every MAIL with Gmail's rate deferral; the
+  // next host (127.0.0.3, same port) would accept everything.
+  SinkOptions busy;
+  busy.profile = *mailer::sender::sink_profile("gmail");
+  busy.capacity = 0.001;
+  SinkThread preferred(busy);
+  SinkThread next(SinkOptions{}, "127.0.0.3", preferred.port());
+  configure_mx(dns.address(), preferred.port());
+  start_campaign_to("defer.test", kRecipients);
+  start_worker();
+  const bool settled =
+      wait_for([&] { return count("state = 'queued' OR lease_owner IS NOT NULL") == 0; },
+               std::chrono::seconds(30));
+  EXPECT_EQ(stop_worker(), 0) << worker_log();
+  ASSERT_TRUE(settled) << worker_log() << unsent();
+  // A 4xx is the host's answer, not a failure to reach it: each message the
+  // preferred host did not take (its bucket starts with one token) was
+  // deferred once with that reply, and the second host never saw a
+  // connection.
+  const auto accepted = static_cast<int>(preferred.counters().accepted);
+  EXPECT_LE(accepted, 1);
+  EXPECT_EQ(count("state = 'sent'"), accepted);
+  EXPECT_EQ(count("state = 'deferred' AND attempts = 1 AND last_reply ~ '^421 4\\.7\\.28'"),
+            kRecipients - accepted)
+      << unsent();
+  EXPECT_EQ(preferred.counters().deferred["capacity"],
+            static_cast<std::uint64_t>(kRecipients - accepted));
+  EXPECT_EQ(next.counters().connections, 0u);
 }
 
 TEST_F(DispatchMxTest, NullMxIsAHardBounceAndSuppressesTheAddress) {

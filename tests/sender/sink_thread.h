@@ -22,11 +22,14 @@ using sender::SmtpSink;
 // process) and the sink never wait on each other's event loop.
 class SinkThread {
  public:
-  explicit SinkThread(SinkOptions options) : work_(io_.get_executor()) {
+  // Listens on `address`:`port` (port 0: one the kernel picks).
+  explicit SinkThread(SinkOptions options, const std::string& address = "127.0.0.1",
+                      unsigned short port = 0)
+      : work_(io_.get_executor()) {
     std::promise<void> ready;
     thread_ = std::thread([&] {
       sink_ = std::make_unique<SmtpSink>(
-          io_, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
+          io_, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(address), port),
           std::move(options));
       ready.set_value();
       io_.run();

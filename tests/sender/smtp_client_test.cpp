@@ -1108,7 +1108,12 @@ TEST_F(SmtpClientTest, SinkWithoutACertificateDoesNotOfferStartTls) {
 }
 
 TEST_F(SmtpClientTest, RefusedConnectionIsAConnectionFailure) {
-  unsigned short port = mailer::testing::free_tcp_port();
+  // A socket bound to a port but not listening holds the port (no other
+  // process can take it meanwhile) and makes the kernel refuse connections.
+  tcp::socket held(io_);
+  held.open(tcp::v4());
+  held.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const unsigned short port = held.local_endpoint().port();
   auto client = make_client();
   std::optional<SmtpResult> r;
   client->connect({tcp::endpoint(asio::ip::make_address("127.0.0.1"), port)}, "localhost",

@@ -319,6 +319,12 @@ TEST(ServeAvailability, UnmigratedOrOutdatedSchemaIsNotReady) {
     EXPECT_EQ(reply.status, 503);
     EXPECT_EQ(reply.body, "database not migrated\n");
     EXPECT_EQ(http_call(serve.admin_port(), "GET", "/metrics").status, 503);
+    // Every route that needs the schema says "not ready", none says 500.
+    EXPECT_EQ(http_call(serve.admin_port(), "GET", "/").status, 503);
+    EXPECT_EQ(http_call(serve.port(), "POST", "/u/" + valid_token(), "List-Unsubscribe=One-Click",
+                        {{"Content-Type", "application/x-www-form-urlencoded"}})
+                  .status,
+              503);
   }
   mailer::testing::TestDatabase behind("serve_behind");
   mailer::testing::InProcessServe serve(behind.url());

@@ -91,6 +91,15 @@ run_ctest() {
     fi
     printf '%s\n' "$skipped" | sed 's/^/  /'
   fi
+  # A suite binary that registers no test would drop out of ctest unnoticed.
+  local suite count
+  for suite in throttle_tests lists_tests sender_tests app_tests; do
+    count=$("$dir/tests/$suite" --gtest_list_tests 2>/dev/null | grep -c '^  ' || true)
+    if [ "${count:-0}" -eq 0 ]; then
+      echo "FAILED: $dir/tests/$suite holds no test"
+      status=1
+    fi
+  done
 }
 
 run_ctest build/release

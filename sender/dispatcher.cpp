@@ -633,7 +633,22 @@ class Dispatcher::Impl {
                      row.provider, error);
       }
     }
+    // Runs on the sending thread as each message ends: its connection slot
+    // is free at once, and the next waiting message of that provider goes
+    // out on it right here, without waiting for the worker loop (which may be
+    // busy claiming or writing outcomes for a while). The outcome itself is
+    // classified on the worker loop's thread.
     sender_ = std::make_unique<Sender>(settings_, [this](SendReport r) {
+      {
+        // The slot is freed before the result is queued, so that the worker
+        // loop never collects an outcome whose connection still counts.
+        std::lock_guard state(state_mutex_);
+        if (auto it = providers_.find(r.delivery.provider); it != providers_.end()) {
+          if (it->second.busy > 0) --it->second.busy;
+          if (!draining_ && !closing_)
+            dispatch_provider(it->second, Clock::now(), nullptr, nullptr);
+        }
+      }
       {
         std::lock_guard lock(mutex_);
         results_.push_back(std::move(r));
@@ -643,7 +658,13 @@ class Dispatcher::Impl {
     last_history_ = last_state_ = Clock::now();
   }
 
-  ~Impl() { sender_.reset(); }
+  ~Impl() {
+    {
+      std::lock_guard state(state_mutex_);
+      closing_ = true;
+    }
+    sender_.reset();
+  }
 
   ProviderState& provider(const std::string& key) {
     auto it = providers_.find(key);
@@ -690,6 +711,7 @@ class Dispatcher::Impl {
   }
 
   std::size_t capacity(std::string_view key) {
+    std::lock_guard state(state_mutex_);
     if (draining_) return 0;
     ProviderState& p = provider(std::string(key));
     p.controller.advance(to_tp(Clock::now()));
@@ -707,6 +729,7 @@ class Dispatcher::Impl {
   }
 
   void submit(std::vector<ClaimedDelivery> deliveries) {
+    std::lock_guard state(state_mutex_);
     for (ClaimedDelivery& d : deliveries) {
       ProviderState& p = provider(d.provider);
       if (draining_) {
@@ -746,67 +769,79 @@ class Dispatcher::Impl {
   }
 
   // Hands every message whose permit and connection are free to the sending
-  // thread; returns
-  // the earliest time a waiting message could go next.
+  // thread; returns the earliest time a waiting message could go next.
+  // Called with state_mutex_ held.
   std::optional<Clock::time_point> dispatch_ready(std::vector<DeliveryOutcome>& out) {
     std::optional<Clock::time_point> next;
     const auto now = Clock::now();
-    for (auto& [key, p] : providers_) {
-      if (p.waiting.empty()) continue;
-      p.controller.advance(to_tp(now));
-      if (p.controller.suspended()) {
-        // Nothing goes to this provider for a while: its deliveries go back
-        // to the queue untouched instead of sitting under our leases.
-        for (const ClaimedDelivery& d : p.waiting) released_.push_back(d.id);
-        held_ -= p.waiting.size();
-        p.waiting.clear();
-        continue;
-      }
-      p.pacer.set_rate(p.controller.sending_rate());
-      const std::size_t limit = static_cast<std::size_t>(std::max(1, p.controller.connections()));
-      while (!p.waiting.empty()) {
-        if (p.busy >= limit) break;  // a result will wake us
-        if (!p.pacer.try_acquire(to_tp(now))) {
-          if (auto at = p.pacer.next_permit(to_tp(now))) {
-            const auto when = std::chrono::time_point_cast<Clock::duration>(*at);
-            if (!next || when < *next) next = when;
-          } else if (auto until = p.controller.suspended_until()) {
-            const auto when = std::chrono::time_point_cast<Clock::duration>(*until);
-            if (!next || when < *next) next = when;
-          }
-          break;
-        }
-        ClaimedDelivery d = std::move(p.waiting.front());
-        p.waiting.pop_front();
-        std::string error;
-        auto composer = composer_for(d.campaign_id, error);
-        if (!composer) {
-          DeliveryOutcome o;
-          o.delivery_id = d.id;
-          o.kind = OutcomeKind::kFailed;
-          o.reply_code = 554;
-          o.reply = "554 5.3.0 " + error;
-          o.signal = "transient";
-          out.push_back(std::move(o));
-          --held_;
-          continue;
-        }
-        ++p.busy;
-        Job job;
-        job.delivery = std::move(d);
-        job.composer = std::move(composer);
-        job.route = p.route;
-        job.connection_limit = limit;
-        job.sent_at = now;
-        sender_->post(std::move(job));
-      }
-    }
+    for (auto& [key, p] : providers_) dispatch_provider(p, now, &out, &next);
     return next;
   }
 
+  // One provider's share of dispatch_ready(), with state_mutex_ held. From
+  // the sending thread `out` is null: a campaign whose content is not loaded
+  // yet (that takes the database) is left to the worker loop's thread.
+  void dispatch_provider(ProviderState& p, Clock::time_point now, std::vector<DeliveryOutcome>* out,
+                         std::optional<Clock::time_point>* next) {
+    if (p.waiting.empty()) return;
+    p.controller.advance(to_tp(now));
+    if (p.controller.suspended()) {
+      // Nothing goes to this provider for a while: its deliveries go back
+      // to the queue untouched instead of sitting under our leases.
+      for (const ClaimedDelivery& d : p.waiting) released_.push_back(d.id);
+      held_ -= p.waiting.size();
+      p.waiting.clear();
+      return;
+    }
+    p.pacer.set_rate(p.controller.sending_rate());
+    const std::size_t limit = static_cast<std::size_t>(std::max(1, p.controller.connections()));
+    while (!p.waiting.empty()) {
+      if (p.busy >= limit) break;  // a result will wake us
+      if (out == nullptr) {
+        // Checked before the permit is taken, so that none is wasted.
+        auto cached = composers_.find(p.waiting.front().campaign_id);
+        if (cached == composers_.end() || !cached->second.composer) break;
+      }
+      if (!p.pacer.try_acquire(to_tp(now))) {
+        if (next == nullptr) break;
+        if (auto at = p.pacer.next_permit(to_tp(now))) {
+          const auto when = std::chrono::time_point_cast<Clock::duration>(*at);
+          if (!*next || when < **next) *next = when;
+        } else if (auto until = p.controller.suspended_until()) {
+          const auto when = std::chrono::time_point_cast<Clock::duration>(*until);
+          if (!*next || when < **next) *next = when;
+        }
+        break;
+      }
+      ClaimedDelivery d = std::move(p.waiting.front());
+      p.waiting.pop_front();
+      std::string error;
+      auto composer = composer_for(d.campaign_id, error);
+      if (!composer) {
+        DeliveryOutcome o;
+        o.delivery_id = d.id;
+        o.kind = OutcomeKind::kFailed;
+        o.reply_code = 554;
+        o.reply = "554 5.3.0 " + error;
+        o.signal = "transient";
+        out->push_back(std::move(o));
+        --held_;
+        continue;
+      }
+      ++p.busy;
+      Job job;
+      job.delivery = std::move(d);
+      job.composer = std::move(composer);
+      job.route = p.route;
+      job.connection_limit = limit;
+      job.sent_at = now;
+      sender_->post(std::move(job));
+    }
+  }
+
   DeliveryOutcome outcome_of(SendReport& r) {
+    // Its connection slot was freed on the sending thread already.
     ProviderState& p = provider(r.delivery.provider);
-    if (p.busy > 0) --p.busy;
     --held_;
     const auto now = Clock::now();
     DeliveryOutcome o;
@@ -887,10 +922,12 @@ class Dispatcher::Impl {
       std::lock_guard lock(mutex_);
       ready.swap(results_);
     }
+    std::lock_guard state(state_mutex_);
     for (SendReport& r : ready) out.push_back(outcome_of(r));
   }
 
   void release_to(std::vector<DeliveryOutcome>& out) {
+    std::lock_guard state(state_mutex_);
     for (std::int64_t id : released_) {
       DeliveryOutcome o;
       o.delivery_id = id;
@@ -907,7 +944,10 @@ class Dispatcher::Impl {
       collect(out);
       release_to(out);
       std::optional<Clock::time_point> next;
-      if (!draining_) next = dispatch_ready(out);
+      {
+        std::lock_guard state(state_mutex_);
+        if (!draining_) next = dispatch_ready(out);
+      }
       persist(false);
       const auto now = Clock::now();
       if (out.size() > before || now >= deadline) return;
@@ -919,6 +959,7 @@ class Dispatcher::Impl {
   }
 
   void drain() {
+    std::lock_guard state(state_mutex_);
     if (draining_) return;
     draining_ = true;
     for (auto& [key, p] : providers_) {
@@ -936,7 +977,13 @@ class Dispatcher::Impl {
     const bool state_due = force || now - last_state_ >= settings_.state_interval;
     const bool history_due = force || now - last_history_ >= settings_.history_interval;
     if (!state_due && !history_due) return;
-    try {
+    // Gathered under the lock, written without it: the sending thread keeps
+    // handing messages over while the database is slow.
+    std::vector<ThrottleStateRow> rows;
+    std::vector<ThrottleHistoryRow> samples;
+    std::vector<ReplyCount> counts;
+    {
+      std::lock_guard state(state_mutex_);
       if (state_due) {
         last_state_ = now;
         for (auto& [key, p] : providers_) {
@@ -953,13 +1000,11 @@ class Dispatcher::Impl {
             row.suspended_until = std::chrono::time_point_cast<Clock::duration>(*until);
           }
           row.last_throttle_reply = p.last_throttle_reply;
-          states_.save_state(row);
+          rows.push_back(std::move(row));
         }
       }
       if (history_due) {
         last_history_ = now;
-        std::vector<ThrottleHistoryRow> samples;
-        std::vector<ReplyCount> counts;
         for (auto& [key, p] : providers_) {
           const bool active = p.accepted > 0 || p.deferred > 0 || !p.waiting.empty() || p.busy;
           if (active) {
@@ -973,6 +1018,11 @@ class Dispatcher::Impl {
           p.accepted = p.deferred = 0;
           p.signals.clear();
         }
+      }
+    }
+    try {
+      for (const ThrottleStateRow& row : rows) states_.save_state(row);
+      if (history_due) {
         states_.append_history(samples);
         if (counters_ != nullptr) counters_->add_counts(counts);
       }
@@ -983,6 +1033,7 @@ class Dispatcher::Impl {
   }
 
   std::map<std::string, ProviderView> views() const {
+    std::lock_guard state(state_mutex_);
     std::map<std::string, ProviderView> out;
     for (const auto& [key, p] : providers_) {
       out[key] = ProviderView{p.controller.rate(),
@@ -996,7 +1047,10 @@ class Dispatcher::Impl {
     return out;
   }
 
-  std::size_t held() const { return held_ + released_.size(); }
+  std::size_t held() const {
+    std::lock_guard state(state_mutex_);
+    return held_ + released_.size();
+  }
 
  private:
   struct CachedComposer {
@@ -1016,9 +1070,18 @@ class Dispatcher::Impl {
   std::vector<std::int64_t> released_;
   std::size_t held_ = 0;
   bool draining_ = false;
+  // Set as the dispatcher goes: the sending thread hands nothing more over.
+  bool closing_ = false;
   Clock::time_point last_state_;
   Clock::time_point last_history_;
 
+  // Guards the provider states (controllers, pacers, waiting queues,
+  // connection counts), the held and released deliveries and the composer
+  // cache: the worker loop's thread and the sending thread both dispatch.
+  // Never held while waiting for the database, except to load a campaign's
+  // content the first time.
+  mutable std::mutex state_mutex_;
+  // Guards results_ (taken without state_mutex_ held, or after it).
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<SendReport> results_;

@@ -25,6 +25,10 @@
 //
 // Threading: every public member is called from the worker loop's thread;
 // the sending thread hands results back through a mutex-protected queue.
+// Both threads dispatch: the worker loop's after a claim and when a permit
+// comes due, the sending thread as soon as a message ends and frees its
+// connection (so connections stay busy while the worker loop claims or
+// writes outcomes). The provider states they share are under one lock.
 #pragma once
 
 #include <chrono>

@@ -6,6 +6,7 @@
 #
 #   tests/fuzz/run.sh                 every target, MAILER_FUZZ_SECONDS each (default 60)
 #   tests/fuzz/run.sh csv_reader      only the named targets
+#   MAILER_FUZZ_PARALLEL=N            targets run at once (default: the number of cores)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,20 +29,38 @@ fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-status=0
-for name in "${targets[@]}"; do
-  work="$dir/corpus/$name"
-  findings="$dir/findings/$name"
+
+# One target: its verdict on stdout, exit status non-zero on a finding.
+run_target() {
+  local name=$1 work="$dir/corpus/$1" findings="$dir/findings/$1" start=$SECONDS
   rm -rf "$work" && mkdir -p "$work" "$findings"
   # The seeds are copied so that the run's discoveries stay out of the tree.
   [ -d "tests/fuzz/corpus/$name" ] && cp -r "tests/fuzz/corpus/$name/." "$work/"
-  start=$SECONDS
   if "$dir/tests/fuzz/${name}_fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$findings/" "$work" >"$findings.log" 2>&1; then
     echo "fuzz $name: ok, $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$findings.log" |
       grep -o '[0-9]*$') runs in $((SECONDS - start)) s"
   else
-    echo "fuzz $name: FAILED (input and log in $findings/)"; tail -n 40 "$findings.log"; status=1
+    echo "fuzz $name: FAILED (input and log in $findings/)"; tail -n 40 "$findings.log"
+    return 1
   fi
+}
+
+# Each target is single-threaded: as many run at once as there are cores
+# (MAILER_FUZZ_PARALLEL), so the phase takes targets / cores minutes, not
+# one minute per target.
+parallel=${MAILER_FUZZ_PARALLEL:-$(nproc)}
+status=0 running=0
+for name in "${targets[@]}"; do
+  if [ "$running" -ge "$parallel" ]; then
+    wait -n || status=1
+    running=$((running - 1))
+  fi
+  run_target "$name" &
+  running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+  wait -n || status=1
+  running=$((running - 1))
 done
 exit "$status"

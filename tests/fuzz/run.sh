@@ -15,8 +15,12 @@ seconds=${MAILER_FUZZ_SECONDS:-60}
 dir=build/fuzz
 
 mkdir -p "$dir"
+# -O1 and line tables only, as libFuzzer's documentation advises: symbolized
+# stack traces for a finding, at half the compile time of -O2 -g.
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_CXX_COMPILER=clang++ -DMAILER_FUZZ=ON -DMAILER_TESTS=OFF >"$dir.configure.log" 2>&1 || {
+  -DCMAKE_CXX_COMPILER=clang++ -DMAILER_FUZZ=ON -DMAILER_TESTS=OFF \
+  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only -DNDEBUG" \
+  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only -DNDEBUG" >"$dir.configure.log" 2>&1 || {
   cat "$dir.configure.log"; exit 1; }
 cmake --build "$dir" -j"$(nproc)" --target fuzz_targets
 

@@ -4,6 +4,7 @@
 // lower-case. Order matters: evidence that the address is fine (a full
 // mailbox, a block, a policy rejection) wins over evidence that it is dead,
 // because calling a live address dead costs a real subscriber.
+#include <cctype>
 #include <cstddef>
 #include <string_view>
 
@@ -25,14 +26,19 @@ constexpr std::string_view kSoftPhrases[] = {
     "authentication required", "dmarc", "spf", "dkim", "access denied", "not authorized",
     "suspended", "disabled", "inactive", "deactivated", "message too large", "message size",
     "size limit", "greylist", "timed out", "content rejected",
+    // The receiver refused the sender (its domain, its address), not the
+    // recipient: "Sender address rejected: Domain not found" is no reason to
+    // drop the recipient.
+    "sender address rejected", "sender domain", "sender rejected",
     // Exchange Online answers this also for recipients its directory-based
     // edge blocking does not list yet; Sisimai classes it as filtered.
     "recipient not found by smtp address lookup"};
 
-// The mailbox does not exist. Left out: Yahoo's "This user doesn't have a
-// yahoo.com account" and Exchange's bare "Recipient Not Found", which both
-// come back for filtered live accounts too (Sisimai classes them as
-// filtered); with a 5.1.1 status they are still hard.
+// The mailbox does not exist. Left out: Exchange's bare "Recipient Not
+// Found", which comes back for filtered live accounts too (Sisimai classes it
+// as filtered); with a 5.1.1 status it is still hard. Yahoo's "This user
+// doesn't have a yahoo.com account" is hard at RCPT but comes back after the
+// message body ([BODY]) for filtered live accounts too: see classify_failure.
 constexpr std::string_view kUserUnknownPhrases[] = {
     "user unknown", "unknown user", "no such user", "no such mailbox", "no such recipient",
     "no such account", "no such person", "no such address", "unknown recipient",
@@ -45,7 +51,13 @@ constexpr std::string_view kUserUnknownPhrases[] = {
     "unknown mailbox", "mailbox not present", "addressee unknown", "no account by that name",
     "undeliverable address", "sorry, no mailbox", "recipient is not local", "utilisateur inconnu",
     "unbekannter empf", "mailbox is not found", "no mailbox found", "user does not exist",
-    // Lotus Domino
+    // "550 #5.1.0 Address rejected."; Yahoo at RCPT
+    "address rejected", "doesn't have a yahoo.com account"};
+
+// A mailbox the reporting system itself looked up and did not find: no
+// remote server's words, so no SMTP command to ask about.
+constexpr std::string_view kLocalUserUnknownPhrases[] = {
+    // Lotus Domino's router
     "not listed in domino directory", "not listed in public name"};
 
 // The domain does not exist or takes no mail (RFC 7505 null MX).
@@ -91,10 +103,43 @@ bool is_dead_address_status(std::string_view status) {
          status == "5.1.10" || status == "5.4.4";
 }
 
+enum class RefusalStage { kUnknown, kRecipient, kMessage };
+
+// Which command the refusal answered, as the words about it say; where a
+// report names both (a session transcript), the later one.
+RefusalStage refusal_stage(std::string_view lower_text) {
+  constexpr std::string_view kRecipient[] = {
+      "rcpt to",  // Postfix "(in reply to RCPT TO command)", Exim, Courier
+      "rcpt command",
+      "[rcpt_to]",                   // Yahoo marks the stage
+      "does not like recipient",     // qmail
+      "recipient address rejected",  // a Postfix smtpd restriction: RCPT only
+  };
+  constexpr std::string_view kMessage[] = {
+      "end of data",  // Postfix "(in reply to end of DATA command)", Exim
+      "data command", ">>> data", "after data", "[body]"};
+  std::size_t recipient = std::string_view::npos;
+  std::size_t message = std::string_view::npos;
+  auto last = [&](std::string_view marker, std::size_t& at) {
+    std::size_t found = lower_text.rfind(marker);
+    if (found != std::string_view::npos && (at == std::string_view::npos || found > at)) {
+      at = found;
+    }
+  };
+  for (std::string_view m : kRecipient) last(m, recipient);
+  for (std::string_view m : kMessage) last(m, message);
+  if (recipient == std::string_view::npos && message == std::string_view::npos) {
+    return RefusalStage::kUnknown;
+  }
+  if (message == std::string_view::npos) return RefusalStage::kRecipient;
+  if (recipient == std::string_view::npos) return RefusalStage::kMessage;
+  return message > recipient ? RefusalStage::kMessage : RefusalStage::kRecipient;
+}
+
 }  // namespace
 
 FeedbackKind classify_failure(std::string_view status, std::string_view diagnostic,
-                              std::string_view action) {
+                              std::string_view action, std::string_view context) {
   std::string act = ascii_lower(trim(action));
   if (act == "delivered" || act == "relayed" || act == "expanded") return FeedbackKind::kDelivered;
   if (act == "delayed") return FeedbackKind::kSoft;
@@ -103,13 +148,45 @@ FeedbackKind classify_failure(std::string_view status, std::string_view diagnost
   // Class 5.7 is security or policy (RFC 3463): whatever the text says about
   // the user, the receiver refused this sender or message, not the address.
   if (status.starts_with("5.7.")) return FeedbackKind::kSoft;
+  // A 4xx reply is a temporary refusal even when the MTA gave up on it and
+  // reports a permanent failure (Courier and Exim write 5.0.0 when the queue
+  // time runs out): "450 4.1.1 ... unverified address" is no proof.
+  {
+    std::string_view d = trim(diagnostic);
+    if (d.size() >= 4 && d[0] == '4' && isdigit(static_cast<unsigned char>(d[1])) &&
+        isdigit(static_cast<unsigned char>(d[2])) && (d[3] == ' ' || d[3] == '-')) {
+      return FeedbackKind::kSoft;
+    }
+  }
+  // 5.1.7 and 5.1.8: the sender's address or its domain is bad.
+  if (status == "5.1.7" || status == "5.1.8") return FeedbackKind::kSoft;
   const std::string text = ascii_lower(diagnostic);
-  if (contains_any(text, kSoftPhrases)) return FeedbackKind::kSoft;
-  if (contains_any(text, kUserUnknownPhrases) || contains_any(text, kHostUnknownPhrases) ||
-      contains_any(text, kMovedPhrases)) {
+  // Exchange Online's directory-based edge blocking: the tenant has no such
+  // recipient (AS(201806281) is its code for it), though the words are the
+  // ones of a policy refusal.
+  if (status == "5.4.1" &&
+      text.find("recipient address rejected: access denied") != std::string::npos) {
     return FeedbackKind::kHard;
   }
+  if (contains_any(text, kSoftPhrases)) return FeedbackKind::kSoft;
+  if (contains_any(text, kHostUnknownPhrases) || contains_any(text, kMovedPhrases) ||
+      contains_any(text, kLocalUserUnknownPhrases)) {
+    return FeedbackKind::kHard;
+  }
+  // An unknown user is proven by a status that says so, or by the words of
+  // one in answer to RCPT TO. After the message body the same words are a
+  // content filter's answer (Yahoo's "[BODY]", Postfix's "in reply to end of
+  // DATA command"): the address had been accepted. With no stage and no
+  // status (OpenSMTPD reports neither), the words alone are not enough, as
+  // Sisimai also judges: a soft bounce costs a few more tries at most, a
+  // wrong hard one a subscriber.
+  const RefusalStage stage =
+      refusal_stage(context.empty() ? std::string_view(text) : text + " " + ascii_lower(context));
+  if (stage == RefusalStage::kMessage) return FeedbackKind::kSoft;
   if (is_dead_address_status(status)) return FeedbackKind::kHard;
+  if (stage == RefusalStage::kRecipient && contains_any(text, kUserUnknownPhrases)) {
+    return FeedbackKind::kHard;
+  }
   return FeedbackKind::kSoft;
 }
 

@@ -272,7 +272,29 @@ std::string effective_status(std::string_view dsn_status, std::string_view diagn
   return status;
 }
 
-void add_dsn_recipient(const DsnRecipient& dsn, ReportBuilder& out) {
+// What the notice says about one recipient: the lines from each place it
+// names the address to the end of that paragraph (a few places, a bounded
+// length each), e.g. Postfix's "<a@x>: host ... said: 550 ... (in reply to
+// RCPT TO command)" or Courier's ">>> RCPT TO:<a@x>" transcript.
+std::string recipient_context(std::string_view notice, std::string_view address) {
+  constexpr std::size_t kPlaces = 4;
+  constexpr std::size_t kWindow = 800;
+  std::string out;
+  if (address.empty()) return out;
+  const std::string lower = ascii_lower(notice);
+  const std::string needle = ascii_lower(address);
+  std::size_t at = lower.find(needle);
+  for (std::size_t n = 0; n < kPlaces && at != std::string::npos; ++n) {
+    std::size_t end = lower.find("\n\n", at);
+    end = std::min({end == std::string::npos ? lower.size() : end, at + kWindow, lower.size()});
+    out.append(lower, at, end - at);
+    out += '\n';
+    at = lower.find(needle, end);
+  }
+  return out;
+}
+
+void add_dsn_recipient(const DsnRecipient& dsn, std::string_view notice, ReportBuilder& out) {
   BounceRecipient r;
   r.address = dsn.final_address.empty() ? dsn.original_address : dsn.final_address;
   if (!dsn.final_address.empty() && !iequals(dsn.original_address, dsn.final_address)) {
@@ -280,14 +302,16 @@ void add_dsn_recipient(const DsnRecipient& dsn, ReportBuilder& out) {
   }
   r.status = effective_status(dsn.status, dsn.diagnostic);
   r.diagnostic = one_line(dsn.diagnostic);
-  r.kind = classify_failure(r.status, r.diagnostic, dsn.action);
+  r.kind =
+      classify_failure(r.status, r.diagnostic, dsn.action, recipient_context(notice, r.address));
   out.Add(std::move(r));
 }
 
 // Reads the per-recipient groups of a message/delivery-status body. Groups
 // are split at blank lines and, for MTAs that forget those, at a repeated
 // Final-Recipient or Original-Recipient.
-bool read_delivery_status(std::string_view body, ReportBuilder& out, BounceReport& report) {
+bool read_delivery_status(std::string_view body, std::string_view notice, ReportBuilder& out,
+                          BounceReport& report) {
   bool any = false;
   DsnRecipient current;
   std::string_view rest = body;
@@ -304,14 +328,14 @@ bool read_delivery_status(std::string_view body, ReportBuilder& out, BounceRepor
     for (const HeaderField& f : group.fields()) {
       if (iequals(f.name, "Original-Recipient")) {
         if (!current.original_address.empty()) {
-          add_dsn_recipient(current, out);
+          add_dsn_recipient(current, notice, out);
           any = true;
           current = {};
         }
         current.original_address = dsn_address(f.value);
       } else if (iequals(f.name, "Final-Recipient")) {
         if (!current.final_address.empty()) {
-          add_dsn_recipient(current, out);
+          add_dsn_recipient(current, notice, out);
           any = true;
           current = {};
         }
@@ -330,7 +354,7 @@ bool read_delivery_status(std::string_view body, ReportBuilder& out, BounceRepor
       }
     }
     if (!current.empty()) {
-      add_dsn_recipient(current, out);
+      add_dsn_recipient(current, notice, out);
       any = true;
       current = {};
     }
@@ -600,6 +624,26 @@ struct TextRecipient {
   std::string reason;
 };
 
+// The DragonFly Mail Agent names the recipient in a sentence and gives the
+// reason in the paragraph after it:
+//   There was an error delivering your mail to <user@example.com>.
+//
+//   mx.example.com [192.0.2.1] did not like our RCPT TO:
+//   550 5.1.1 User unknown
+std::optional<std::string> sentence_recipient(std::string_view line) {
+  constexpr std::string_view kLead = "there was an error delivering your mail to <";
+  std::string_view t = trim(line);
+  if (t.size() <= kLead.size() || t.size() > 600 || !iequals(t.substr(0, kLead.size()), kLead)) {
+    return std::nullopt;
+  }
+  t.remove_prefix(kLead.size());
+  std::size_t close = t.find('>');
+  if (close == std::string_view::npos) return std::nullopt;
+  std::string address = normalize_address(t.substr(0, close));
+  if (address.empty()) return std::nullopt;
+  return address;
+}
+
 // Finds the recipients a plain-text notice names, each with the lines that
 // follow it up to a blank line or the next recipient.
 std::vector<TextRecipient> scan_text_recipients(std::string_view text,
@@ -608,12 +652,27 @@ std::vector<TextRecipient> scan_text_recipients(std::string_view text,
   std::vector<TextRecipient> found;
   TextRecipient* open = nullptr;
   std::size_t reason_lines = 0;
+  bool reason_in_next_paragraph = false;
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t eol = text.find('\n', pos);
     std::string_view line =
         text.substr(pos, (eol == std::string_view::npos ? text.size() : eol) - pos);
     pos = eol == std::string_view::npos ? text.size() : eol + 1;
+    if (auto address = sentence_recipient(line)) {
+      auto same = std::find_if(found.begin(), found.end(), [&](const TextRecipient& r) {
+        return iequals(r.address, *address);
+      });
+      if (same == found.end()) {
+        if (found.size() >= max_recipients) break;
+        found.push_back(TextRecipient{std::move(*address), {}});
+        same = found.end() - 1;
+      }
+      open = &*same;
+      reason_lines = 0;
+      reason_in_next_paragraph = true;
+      continue;
+    }
     if (auto hit = recipient_line(line)) {
       bool excluded = false;
       for (const std::string& other : not_recipients)
@@ -631,6 +690,7 @@ std::vector<TextRecipient> scan_text_recipients(std::string_view text,
         }
         open = &*same;
         reason_lines = 0;
+        reason_in_next_paragraph = false;
         if (!hit->second.empty()) {
           if (!open->reason.empty()) open->reason += ' ';
           open->reason += hit->second;
@@ -640,6 +700,10 @@ std::vector<TextRecipient> scan_text_recipients(std::string_view text,
     }
     if (!open) continue;
     std::string_view t = trim(line);
+    if (t.empty() && reason_in_next_paragraph && reason_lines == 0) {
+      reason_in_next_paragraph = false;
+      continue;
+    }
     if (t.empty() || reason_lines >= kMaxReasonLines) {
       open = nullptr;
       continue;
@@ -729,8 +793,11 @@ bool read_failed_recipients_header(std::string_view header, std::string_view not
   return any;
 }
 
-// A DSN without Diagnostic-Code (Sendmail's delay warnings) often explains
-// itself in the notice: "<user@example.com>... Deferred: Connection timed out".
+// A DSN without Diagnostic-Code (Sendmail's delay warnings, every OpenSMTPD
+// report) often explains itself in the notice: "<user@example.com>...
+// Deferred: Connection timed out", "user@example.com: 550 5.1.1 User
+// unknown". A failure is then classified again with that text, since the
+// DSN alone gave only its class ("Status: 5.0.0").
 void fill_missing_diagnostics(std::string_view notice, BounceReport& report) {
   bool missing = false;
   for (const BounceRecipient& r : report.recipients) missing = missing || r.diagnostic.empty();
@@ -739,7 +806,13 @@ void fill_missing_diagnostics(std::string_view notice, BounceReport& report) {
   for (BounceRecipient& r : report.recipients) {
     if (!r.diagnostic.empty()) continue;
     for (const TextRecipient& t : found) {
-      if (iequals(t.address, r.address)) r.diagnostic = one_line(t.reason);
+      if (!iequals(t.address, r.address) || t.reason.empty()) continue;
+      r.diagnostic = one_line(t.reason);
+      if (r.kind != FeedbackKind::kDelivered && r.status.starts_with('5')) {
+        r.status = effective_status(r.status, r.diagnostic);
+        r.kind = classify_failure(r.status, r.diagnostic, "failed",
+                                  recipient_context(notice, r.address));
+      }
     }
   }
 }
@@ -860,7 +933,7 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
     report.original.message_id = std::string(trim(top.get("In-Reply-To")));
   }
 
-  if (delivery_status && read_delivery_status(delivery_status->body, out, report)) {
+  if (delivery_status && read_delivery_status(delivery_status->body, readable, out, report)) {
     report.format = ReportFormat::kDeliveryStatus;
     fill_missing_diagnostics(readable, report);
     return;
@@ -889,7 +962,7 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
       std::size_t paragraph = readable.rfind("\n\n", at);
       std::string_view fields =
           readable.substr(paragraph == std::string_view::npos ? 0 : paragraph + 2);
-      if (read_delivery_status(fields, out, report)) {
+      if (read_delivery_status(fields, readable, out, report)) {
         report.format = ReportFormat::kDeliveryStatus;
         return;
       }

@@ -129,9 +129,11 @@ BounceReport parse_bounce(std::string_view message, const BounceParserLimits& li
 
 // The kind a failure or delay with this status code, diagnostic text and DSN
 // Action ("failed", "delayed", "delivered"...; may be empty) amounts to.
-// Hard only on positive evidence that the address is dead; unknown
-// permanent failures are soft, since a wrong hard costs a real subscriber.
+// `context` is what else the report says about this recipient (its lines in
+// the notice), read for the SMTP command the refusal answered. Hard only on
+// positive evidence that the address is dead; unknown permanent failures are
+// soft, since a wrong hard costs a real subscriber.
 FeedbackKind classify_failure(std::string_view status, std::string_view diagnostic,
-                              std::string_view action);
+                              std::string_view action, std::string_view context = {});
 
 }  // namespace mailer::lists

@@ -77,7 +77,9 @@ const std::map<std::string, std::vector<Expected>>& corpus_expectations() {
       {"office365-recipient-not-found.eml", {{"amy@contoso.example", K::kSoft, "5.1.10"}}},
       {"opensmtpd-legacy-text.eml", {{"rachel@nxdomain-dest.example", K::kHard, ""}}},
       {"opensmtpd-user-unknown-text.eml", {{"quentin@openbsd-dest.example", K::kHard, "5.1.1"}}},
-      {"outlookcom-mailbox-unavailable.eml", {{"ivy.gone@hotmail.com", K::kHard, "5.5.0"}}},
+      // "mailbox unavailable" with neither a mailbox status nor the command
+      // it answered: the words alone do not prove the address dead.
+      {"outlookcom-mailbox-unavailable.eml", {{"ivy.gone@hotmail.com", K::kSoft, "5.5.0"}}},
       {"postfix-bare-cr-user-unknown.eml", {{"judy@recipient.example", K::kHard, "5.1.1"}}},
       {"postfix-crlf-user-unknown.eml", {{"ivan@recipient.example", K::kHard, "5.1.1"}}},
       {"postfix-delayed.eml", {{"grace@slow.example", K::kSoft, "4.4.1"}}},
@@ -426,10 +428,20 @@ TEST(BounceClassifier, DeadAddressesAreHardAndEverythingElseSoft) {
     const char* text;
     const char* action;
     K kind;
+    const char* context = "";
   };
   const Case cases[] = {
       {"5.1.1", "550 5.1.1 User unknown", "failed", K::kHard},
-      {"5.0.0", "550 No such user here", "", K::kHard},
+      // Words of an unknown user: hard in answer to RCPT TO, soft after the
+      // body (a filter's answer) or when the report does not say.
+      {"5.0.0", "550 No such user here", "", K::kHard, "(in reply to RCPT TO command)"},
+      {"5.0.0", "550 No such user here", "", K::kHard, ">>> RCPT TO:<a@x.example>"},
+      {"5.0.0", "550 No such user here", "failed", K::kSoft},
+      {"5.0.0", "550 No such user here", "failed", K::kSoft, "(in reply to end of DATA command)"},
+      {"5.0.0", "550 No such user here", "failed", K::kSoft,
+       ">>> RCPT TO:<a@x.example>\n<<< 250 OK\n>>> DATA\n<<< 550 No such user here"},
+      {"5.1.1", "550 5.1.1 No such user here", "failed", K::kHard},
+      {"5.0.0", "User dora not listed in Domino Directory", "failed", K::kHard},
       {"5.1.2", "", "failed", K::kHard},
       {"5.1.10", "Domain does not accept mail (nullMX)", "failed", K::kHard},
       {"5.1.6", "551 5.1.6 Recipient has moved; no forwarding address", "failed", K::kHard},
@@ -444,10 +456,30 @@ TEST(BounceClassifier, DeadAddressesAreHardAndEverythingElseSoft) {
       {"2.0.0", "250 OK", "delivered", K::kDelivered},
       {"", "", "relayed", K::kDelivered},
       {"", "", "", K::kSoft},
+      // A 4xx the MTA gave up on after its queue time.
+      {"5.0.0",
+       "450 4.1.1 <a@x.example>: Recipient address rejected: unverified address: "
+       "host mx.x.example said: 550 5.1.1 User unknown",
+       "failed", K::kSoft},
+      // The sender was refused, not the recipient.
+      {"5.1.8", "553 5.1.8 <b@x.example>: Sender address rejected: Domain not found", "failed",
+       K::kSoft},
+      {"5.0.0", "550 Sender address rejected: domain not found", "failed", K::kSoft},
+      // Exchange Online's directory-based edge blocking: no such recipient.
+      {"5.4.1", "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)", "failed",
+       K::kHard},
+      {"5.0.0", "550 5.7.1 Recipient address rejected: Access denied", "failed", K::kSoft},
+      {"5.1.0", "550 #5.1.0 Address rejected.", "failed", K::kHard, "after RCPT TO:<a@x>"},
+      {"5.1.0", "550 #5.1.0 Address rejected.", "failed", K::kSoft},
+      // Yahoo: no such account at RCPT; the same words after the body are a filter's.
+      {"5.0.0", "554 delivery error: dd This user doesn't have a yahoo.com account (a@yahoo.com)",
+       "failed", K::kHard, "(in reply to RCPT TO command)"},
+      {"", "554 delivery error: dd This user doesn't have a yahoo.com account [0] - mta [BODY]", "",
+       K::kSoft},
   };
   for (const Case& c : cases) {
-    EXPECT_EQ(to_string(classify_failure(c.status, c.text, c.action)), to_string(c.kind))
-        << c.status << " " << c.text << " " << c.action;
+    EXPECT_EQ(to_string(classify_failure(c.status, c.text, c.action, c.context)), to_string(c.kind))
+        << c.status << " " << c.text << " " << c.action << " " << c.context;
   }
 }
 

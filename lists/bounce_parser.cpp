@@ -272,29 +272,37 @@ std::string effective_status(std::string_view dsn_status, std::string_view diagn
   return status;
 }
 
+// The start of the notice, lower-cased once per report, that
+// recipient_context() reads: a notice's words on its recipients come first,
+// and the bound keeps a report of many recipients linear.
+constexpr std::size_t kContextBytes = 256 * 1024;
+std::string context_text(std::string_view notice) {
+  return ascii_lower(notice.substr(0, kContextBytes));
+}
+
 // What the notice says about one recipient: the lines from each place it
 // names the address to the end of that paragraph (a few places, a bounded
 // length each), e.g. Postfix's "<a@x>: host ... said: 550 ... (in reply to
 // RCPT TO command)" or Courier's ">>> RCPT TO:<a@x>" transcript.
-std::string recipient_context(std::string_view notice, std::string_view address) {
+// `lower_notice` is context_text() of the notice.
+std::string recipient_context(std::string_view lower_notice, std::string_view address) {
   constexpr std::size_t kPlaces = 4;
   constexpr std::size_t kWindow = 800;
   std::string out;
   if (address.empty()) return out;
-  const std::string lower = ascii_lower(notice);
   const std::string needle = ascii_lower(address);
-  std::size_t at = lower.find(needle);
-  for (std::size_t n = 0; n < kPlaces && at != std::string::npos; ++n) {
-    std::size_t end = lower.find("\n\n", at);
-    end = std::min({end == std::string::npos ? lower.size() : end, at + kWindow, lower.size()});
-    out.append(lower, at, end - at);
+  std::size_t at = lower_notice.find(needle);
+  for (std::size_t n = 0; n < kPlaces && at != std::string_view::npos; ++n) {
+    std::size_t end = lower_notice.find("\n\n", at);
+    end = std::min({end, at + kWindow, lower_notice.size()});
+    out.append(lower_notice.substr(at, end - at));
     out += '\n';
-    at = lower.find(needle, end);
+    at = lower_notice.find(needle, end);
   }
   return out;
 }
 
-void add_dsn_recipient(const DsnRecipient& dsn, std::string_view notice, ReportBuilder& out) {
+void add_dsn_recipient(const DsnRecipient& dsn, std::string_view lower_notice, ReportBuilder& out) {
   BounceRecipient r;
   r.address = dsn.final_address.empty() ? dsn.original_address : dsn.final_address;
   if (!dsn.final_address.empty() && !iequals(dsn.original_address, dsn.final_address)) {
@@ -302,15 +310,15 @@ void add_dsn_recipient(const DsnRecipient& dsn, std::string_view notice, ReportB
   }
   r.status = effective_status(dsn.status, dsn.diagnostic);
   r.diagnostic = one_line(dsn.diagnostic);
-  r.kind =
-      classify_failure(r.status, r.diagnostic, dsn.action, recipient_context(notice, r.address));
+  r.kind = classify_failure(r.status, r.diagnostic, dsn.action,
+                            recipient_context(lower_notice, r.address));
   out.Add(std::move(r));
 }
 
 // Reads the per-recipient groups of a message/delivery-status body. Groups
 // are split at blank lines and, for MTAs that forget those, at a repeated
 // Final-Recipient or Original-Recipient.
-bool read_delivery_status(std::string_view body, std::string_view notice, ReportBuilder& out,
+bool read_delivery_status(std::string_view body, std::string_view lower_notice, ReportBuilder& out,
                           BounceReport& report) {
   bool any = false;
   DsnRecipient current;
@@ -328,14 +336,14 @@ bool read_delivery_status(std::string_view body, std::string_view notice, Report
     for (const HeaderField& f : group.fields()) {
       if (iequals(f.name, "Original-Recipient")) {
         if (!current.original_address.empty()) {
-          add_dsn_recipient(current, notice, out);
+          add_dsn_recipient(current, lower_notice, out);
           any = true;
           current = {};
         }
         current.original_address = dsn_address(f.value);
       } else if (iequals(f.name, "Final-Recipient")) {
         if (!current.final_address.empty()) {
-          add_dsn_recipient(current, notice, out);
+          add_dsn_recipient(current, lower_notice, out);
           any = true;
           current = {};
         }
@@ -354,7 +362,7 @@ bool read_delivery_status(std::string_view body, std::string_view notice, Report
       }
     }
     if (!current.empty()) {
-      add_dsn_recipient(current, notice, out);
+      add_dsn_recipient(current, lower_notice, out);
       any = true;
       current = {};
     }
@@ -798,7 +806,8 @@ bool read_failed_recipients_header(std::string_view header, std::string_view not
 // Deferred: Connection timed out", "user@example.com: 550 5.1.1 User
 // unknown". A failure is then classified again with that text, since the
 // DSN alone gave only its class ("Status: 5.0.0").
-void fill_missing_diagnostics(std::string_view notice, BounceReport& report) {
+void fill_missing_diagnostics(std::string_view notice, std::string_view lower_notice,
+                              BounceReport& report) {
   bool missing = false;
   for (const BounceRecipient& r : report.recipients) missing = missing || r.diagnostic.empty();
   if (!missing) return;
@@ -811,7 +820,7 @@ void fill_missing_diagnostics(std::string_view notice, BounceReport& report) {
       if (r.kind != FeedbackKind::kDelivered && r.status.starts_with('5')) {
         r.status = effective_status(r.status, r.diagnostic);
         r.kind = classify_failure(r.status, r.diagnostic, "failed",
-                                  recipient_context(notice, r.address));
+                                  recipient_context(lower_notice, r.address));
       }
     }
   }
@@ -933,9 +942,10 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
     report.original.message_id = std::string(trim(top.get("In-Reply-To")));
   }
 
-  if (delivery_status && read_delivery_status(delivery_status->body, readable, out, report)) {
+  const std::string lower_notice = context_text(readable);
+  if (delivery_status && read_delivery_status(delivery_status->body, lower_notice, out, report)) {
     report.format = ReportFormat::kDeliveryStatus;
-    fill_missing_diagnostics(readable, report);
+    fill_missing_diagnostics(readable, lower_notice, report);
     return;
   }
   if (feedback && read_feedback_report(feedback->body, report.original, out, report)) {
@@ -962,7 +972,7 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
       std::size_t paragraph = readable.rfind("\n\n", at);
       std::string_view fields =
           readable.substr(paragraph == std::string_view::npos ? 0 : paragraph + 2);
-      if (read_delivery_status(fields, readable, out, report)) {
+      if (read_delivery_status(fields, lower_notice, out, report)) {
         report.format = ReportFormat::kDeliveryStatus;
         return;
       }

@@ -14,6 +14,6 @@ corpus="${3:-$root/tests/data/bounces}"
 
 cmake --build "$build" --target bounce_parser_bench >/dev/null
 out="$build/tests"
-mapfile -t files < <(find "$corpus" -type f | sort)
+mapfile -t files < <(find "$corpus" -type f -name "*.eml" | sort)
 taskset -c 0 "$out/bounce_parser_bench" --bench "$seconds" "${files[@]}" 2>/dev/null ||
   "$out/bounce_parser_bench" --bench "$seconds" "${files[@]}"

@@ -226,6 +226,7 @@ constexpr std::string_view kOriginalMarkers[] = {
     "returned message follows",       "------- returned message",
     "copy of the original message",   "content-type: message/rfc822",
     "undelivered message attached",   "your message reads",
+    "message headers follow",  // dma
 };
 
 // Splits `text` at the first original-message marker line: the returned

@@ -165,6 +165,104 @@ TEST(BounceParserCorpus, FindsTheOriginalMessageIdWhereTheReportQuotesIt) {
   }
 }
 
+// The corpus under tests/data/bounces-mta/ was written by the MTAs
+// themselves (tests/lists/bounce_corpus/generate.sh): each relayed messages
+// to a peer that refused recipient rNN.* with reply rule NN. File names follow
+// arrival order, so the tests find a bounce by the recipient it names.
+const std::filesystem::path kMtaCorpus =
+    std::filesystem::path(MAILER_SOURCE_DIR) / "tests/data/bounces-mta";
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// The first failure notice (not a delay warning) that names `address`.
+std::string mta_bounce_for(const std::string& mta, const std::string& address) {
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(kMtaCorpus / mta)) {
+    if (entry.path().extension() == ".eml") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& path : files) {
+    std::string text = read_file(path);
+    if (text.find(address) == std::string::npos) continue;
+    const BounceReport report = parse_bounce(text);
+    for (const BounceRecipient& r : report.recipients) {
+      if (r.address == address && r.status.starts_with('5')) return text;
+    }
+  }
+  return {};
+}
+
+TEST(BounceParserMtaCorpus, ReadsEveryRecipientAndTheQuotedOriginalOfEveryBounce) {
+  std::size_t files = 0;
+  std::size_t recipients = 0;
+  for (const auto& dir : std::filesystem::directory_iterator(kMtaCorpus)) {
+    if (!dir.is_directory()) continue;
+    const std::string mta = dir.path().filename().string();
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+      if (entry.path().extension() != ".eml") continue;
+      SCOPED_TRACE(entry.path().string());
+      ++files;
+      const BounceReport report = parse_bounce(read_file(entry.path()));
+      ASSERT_FALSE(report.recipients.empty());
+      for (const BounceRecipient& r : report.recipients) {
+        ++recipients;
+        // Only the refused messages' recipients, never the return path,
+        // the sender or the reporting host.
+        EXPECT_NE(r.address.find("." + mta + "@"), std::string::npos) << r.address;
+        EXPECT_FALSE(r.diagnostic.empty()) << r.address;
+      }
+      EXPECT_TRUE(report.original.message_id.ends_with("." + mta + "@news.example.com>"))
+          << report.original.message_id;
+    }
+  }
+  EXPECT_GE(files, 1000u);
+  EXPECT_GE(recipients, 1200u);
+}
+
+// Words of an unknown user ("550 No such user - psmtp", no mailbox status)
+// are hard where the report shows they answered RCPT TO, and soft where it
+// does not say (OpenSMTPD's notices name no command).
+TEST(BounceParserMtaCorpus, UnknownUserWordsAreHardOnlyInAnswerToRcpt) {
+  struct Case {
+    std::string mta;
+    FeedbackKind kind;
+  };
+  const Case cases[] = {{"postfix", FeedbackKind::kHard},  // "(in reply to RCPT TO command)"
+                        {"exim", FeedbackKind::kHard},     // "after RCPT TO:<...>:"
+                        {"courier", FeedbackKind::kHard},  // " >>> RCPT TO:<...>"
+                        {"dma", FeedbackKind::kHard},      // "did not like our RCPT TO:"
+                        {"opensmtpd", FeedbackKind::kSoft}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.mta);
+    const std::string address = "r9.a." + c.mta + "@example.net";
+    const std::string text = mta_bounce_for(c.mta, address);
+    ASSERT_FALSE(text.empty());
+    const BounceReport report = parse_bounce(text);
+    ASSERT_EQ(report.recipients.size(), 1u);
+    EXPECT_EQ(report.recipients[0].address, address);
+    EXPECT_NE(report.recipients[0].diagnostic.find("550 No such user - psmtp"), std::string::npos)
+        << report.recipients[0].diagnostic;
+    EXPECT_EQ(to_string(report.recipients[0].kind), to_string(c.kind));
+  }
+}
+
+// OpenSMTPD's DSN has no Diagnostic-Code: the reply comes from its notice,
+// and the failure is classified on it rather than on "Status: 5.0.0" alone.
+TEST(BounceParserMtaCorpus, OpenSmtpdReplyComesFromTheNotice) {
+  const std::string address = "r0.a.opensmtpd@example.net";
+  const BounceReport report = parse_bounce(mta_bounce_for("opensmtpd", address));
+  ASSERT_EQ(report.recipients.size(), 1u);
+  EXPECT_EQ(report.recipients[0].status, "5.1.1");
+  EXPECT_EQ(to_string(report.recipients[0].kind), "hard");
+  EXPECT_NE(report.recipients[0].diagnostic.find("User unknown in local recipient table"),
+            std::string::npos);
+}
+
 TEST(BounceParser, PostfixDsnGivesTheVerpEnvelopeAndTheOriginalKeys) {
   const BounceReport report = parse_bounce(read_sample("postfix-user-unknown.eml"));
   EXPECT_EQ(report.format, ReportFormat::kDeliveryStatus);

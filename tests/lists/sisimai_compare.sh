@@ -20,6 +20,7 @@
 #     by tests/lists/bounce_corpus/generate.sh). Messages are the *.eml files
 #     under each directory.
 #   MAILER_SISIMAI_VERBOSE=1 lists every disagreement.
+#   MAILER_SISIMAI_MIN_RECIPIENTS=N fails when Sisimai finds fewer (default 1).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -159,5 +160,9 @@ print(f"false hard: {false_hard}/{found} = {h:.1f} % (target < 2 %); "
       f"counting Sisimai's misreads too: {false_hard + misread_total}/{found} = {pct(false_hard + misread_total, found):.1f} %")
 for cause, n in sorted(misreads.items()):
     print(f"  hard where Sisimai misreads the report ({cause}): {n}")
+minimum = int(os.environ.get("MAILER_SISIMAI_MIN_RECIPIENTS", "1"))
+if total < minimum:
+    print(f"too small a corpus: {total} Sisimai recipients, at least {minimum} wanted")
+    sys.exit(1)
 sys.exit(0 if r >= 95 and k >= 90 and h < 2 else 1)
 EOF

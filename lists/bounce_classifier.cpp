@@ -23,16 +23,14 @@ constexpr std::string_view kSoftPhrases[] = {
     "denylist", "spamhaus", "spamcop", "barracuda", "spam", "reputation", "policy", "virus",
     "rate limit", "too many", "try again later", "temporarily", "relaying denied",
     "relay access denied", "relay not permitted", "not permitted to relay",
+    "allowed rcpthosts",  // qmail: "that domain isn't in my list of allowed rcpthosts"
     "authentication required", "dmarc", "spf", "dkim", "access denied", "not authorized",
     "suspended", "disabled", "inactive", "deactivated", "message too large", "message size",
     "size limit", "greylist", "timed out", "content rejected",
     // The receiver refused the sender (its domain, its address), not the
     // recipient: "Sender address rejected: Domain not found" is no reason to
     // drop the recipient.
-    "sender address rejected", "sender domain", "sender rejected",
-    // Exchange Online answers this also for recipients its directory-based
-    // edge blocking does not list yet; Sisimai classes it as filtered.
-    "recipient not found by smtp address lookup"};
+    "sender address rejected", "sender domain", "sender rejected"};
 
 // The mailbox does not exist. Left out: Exchange's bare "Recipient Not
 // Found", which comes back for filtered live accounts too (Sisimai classes it
@@ -183,7 +181,12 @@ FeedbackKind classify_failure(std::string_view status, std::string_view diagnost
   const RefusalStage stage =
       refusal_stage(context.empty() ? std::string_view(text) : text + " " + ascii_lower(context));
   if (stage == RefusalStage::kMessage) return FeedbackKind::kSoft;
-  if (is_dead_address_status(status)) return FeedbackKind::kHard;
+  // Exchange writes 5.1.10 (RFC 7505's null MX) for its own "RESOLVER.ADR.
+  // RecipientNotFound": words of an unknown user, which need the stage.
+  const bool exchange_resolver = text.find("resolver.adr.") != std::string::npos;
+  if (is_dead_address_status(status) && !(status == "5.1.10" && exchange_resolver)) {
+    return FeedbackKind::kHard;
+  }
   if (stage == RefusalStage::kRecipient && contains_any(text, kUserUnknownPhrases)) {
     return FeedbackKind::kHard;
   }

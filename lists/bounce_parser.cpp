@@ -282,9 +282,10 @@ std::string context_text(std::string_view notice) {
 }
 
 // What the notice says about one recipient: the lines from each place it
-// names the address to the end of that paragraph (a few places, a bounded
-// length each), e.g. Postfix's "<a@x>: host ... said: 550 ... (in reply to
-// RCPT TO command)" or Courier's ">>> RCPT TO:<a@x>" transcript.
+// names the address (from the start of that line) to the end of the
+// paragraph, a few places and a bounded length each. E.g. Postfix's "<a@x>:
+// host ... said: 550 ... (in reply to RCPT TO command)", or the ">>> RCPT
+// TO:<a@x>" of Courier's and Sendmail's session transcripts.
 // `lower_notice` is context_text() of the notice.
 std::string recipient_context(std::string_view lower_notice, std::string_view address) {
   constexpr std::size_t kPlaces = 4;
@@ -294,9 +295,13 @@ std::string recipient_context(std::string_view lower_notice, std::string_view ad
   const std::string needle = ascii_lower(address);
   std::size_t at = lower_notice.find(needle);
   for (std::size_t n = 0; n < kPlaces && at != std::string_view::npos; ++n) {
+    // From the start of the line: Sendmail's transcript names the command
+    // before the address (">>> RCPT To:<a@x>").
+    std::size_t start = lower_notice.rfind('\n', at);
+    start = start == std::string_view::npos ? 0 : start + 1;
     std::size_t end = lower_notice.find("\n\n", at);
     end = std::min({end, at + kWindow, lower_notice.size()});
-    out.append(lower_notice.substr(at, end - at));
+    out.append(lower_notice.substr(start, end - start));
     out += '\n';
     at = lower_notice.find(needle, end);
   }

@@ -542,6 +542,16 @@ TEST(BounceClassifier, DeadAddressesAreHardAndEverythingElseSoft) {
       {"5.0.0", "User dora not listed in Domino Directory", "failed", K::kHard},
       {"5.1.2", "", "failed", K::kHard},
       {"5.1.10", "Domain does not accept mail (nullMX)", "failed", K::kHard},
+      {"5.1.10", "550 5.1.10 Recipient address has null MX", "failed", K::kHard},
+      // Exchange's 5.1.10 is an unknown recipient, not a null MX.
+      {"5.1.10",
+       "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address "
+       "lookup",
+       "failed", K::kHard, "(in reply to RCPT TO command)"},
+      {"5.1.10",
+       "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address "
+       "lookup",
+       "failed", K::kSoft},
       {"5.1.6", "551 5.1.6 Recipient has moved; no forwarding address", "failed", K::kHard},
       {"5.4.4", "Host or domain name not found", "failed", K::kHard},
       {"5.2.2", "552 5.2.2 Mailbox full", "failed", K::kSoft},

@@ -84,10 +84,11 @@ files = sys.argv[3:]
 # Where Sisimai 4.25 demonstrably misreads a report, a disagreement is listed
 # under its cause and left out of the false-hard share (it still counts
 # against the kinds share):
-#   other's diagnostic  in a report on several recipients, Sisimai gives this
-#                       one the diagnostic another recipient has in the report
-#                       (its Postfix and Exim readers pair the text part up
-#                       wrongly) and classifies by that;
+#   other's diagnostic  in a report on several recipients, Sisimai's
+#                       diagnostic for this one holds the reply another
+#                       recipient got (its Postfix, Exim and Sendmail readers
+#                       pair the notice's lines up wrongly or join them) and
+#                       it classifies by that;
 #   RCPT not seen       Courier 1.0 writes its transcript " >>> RCPT TO:<a>"
 #                       with a leading space, which Sisimai's Courier reader
 #                       does not take for a command; without a command it
@@ -97,10 +98,11 @@ def misread(key, s):
     mine = ours[key]
     theirs_diag = squash(s.get("diagnostic", ""))
     mine_diag = squash(mine.get("diagnostic", ""))
-    if theirs_diag and mine_diag and mine_diag not in theirs_diag:
+    if theirs_diag and mine_diag:
         for (f, a), other in ours.items():
             other_diag = squash(other.get("diagnostic", ""))
-            if f == file and a != address and other_diag and other_diag in theirs_diag:
+            if (f == file and a != address and other_diag and other_diag in theirs_diag
+                    and other_diag not in mine_diag):
                 return "other's diagnostic"
     if s["reason"] == "filtered" and not s.get("command"):
         text = open(file, encoding="latin-1").read()

@@ -4,7 +4,6 @@
 // lower-case. Order matters: evidence that the address is fine (a full
 // mailbox, a block, a policy rejection) wins over evidence that it is dead,
 // because calling a live address dead costs a real subscriber.
-#include <cctype>
 #include <cstddef>
 #include <string_view>
 
@@ -101,6 +100,22 @@ bool is_dead_address_status(std::string_view status) {
          status == "5.1.10" || status == "5.4.4";
 }
 
+// The class digit of the first SMTP reply code in `text` ("550 ...",
+// "<command failed> 450-...": a 2, 4 or 5 and two digits, then a space or a
+// hyphen, at the start or after a space), or 0 when there is none.
+char first_reply_code(std::string_view text) {
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  for (std::size_t i = 0; i + 3 < text.size(); ++i) {
+    if (i > 0 && text[i - 1] != ' ') continue;
+    const char c = text[i];
+    if ((c == '2' || c == '4' || c == '5') && digit(text[i + 1]) && digit(text[i + 2]) &&
+        (text[i + 3] == ' ' || text[i + 3] == '-')) {
+      return c;
+    }
+  }
+  return 0;
+}
+
 enum class RefusalStage { kUnknown, kRecipient, kMessage };
 
 // Which command the refusal answered, as the words about it say; where a
@@ -148,14 +163,9 @@ FeedbackKind classify_failure(std::string_view status, std::string_view diagnost
   if (status.starts_with("5.7.")) return FeedbackKind::kSoft;
   // A 4xx reply is a temporary refusal even when the MTA gave up on it and
   // reports a permanent failure (Courier and Exim write 5.0.0 when the queue
-  // time runs out): "450 4.1.1 ... unverified address" is no proof.
-  {
-    std::string_view d = trim(diagnostic);
-    if (d.size() >= 4 && d[0] == '4' && isdigit(static_cast<unsigned char>(d[1])) &&
-        isdigit(static_cast<unsigned char>(d[2])) && (d[3] == ' ' || d[3] == '-')) {
-      return FeedbackKind::kSoft;
-    }
-  }
+  // time runs out): "450 4.1.1 ... unverified address" is no proof. Courier
+  // may put "<command failed>" before it.
+  if (first_reply_code(diagnostic) == '4') return FeedbackKind::kSoft;
   // 5.1.7 and 5.1.8: the sender's address or its domain is bad.
   if (status == "5.1.7" || status == "5.1.8") return FeedbackKind::kSoft;
   const std::string text = ascii_lower(diagnostic);

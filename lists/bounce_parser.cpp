@@ -594,6 +594,7 @@ bool is_delay_notice(std::string_view lower_text) {
 //   <user@example.com>: reason          (Postfix, qmail, Yahoo)
 //   <user@example.com>... reason        (Sendmail)
 //   user@example.com: reason            (OpenSMTPD)
+//   user@example.com... reason          (Sendmail's transcript)
 //   user@example.com                    (Exim, Gmail, Sendmail, Exchange)
 //   user@example.com on 1/2/2020 ...    (Exchange 2003)
 //   user@example.com (user@example.com)<mailto:...>   (Exchange 2007+)
@@ -620,8 +621,14 @@ std::optional<std::pair<std::string, std::string_view>> recipient_line(std::stri
     ++end;
   }
   std::string_view token = t.substr(0, end);
+  // Sendmail: "user@example.com... Deferred: 421 4.7.0 Try again later".
   bool colon = token.ends_with(":");
-  if (colon) token.remove_suffix(1);
+  if (colon) {
+    token.remove_suffix(1);
+  } else if (token.ends_with("...")) {
+    token.remove_suffix(3);
+    colon = true;
+  }
   std::string address = normalize_address(token);
   if (address.empty()) return std::nullopt;
   std::string_view rest = trim(t.substr(end));
@@ -807,6 +814,25 @@ bool read_failed_recipients_header(std::string_view header, std::string_view not
   return any;
 }
 
+// Sendmail names the recipients of one failed transaction on one line:
+// "a@x.example,b@x.example... Deferred: 421 4.7.0 Try again later". The text
+// after the "... " of the first such line that lists `address`.
+std::string listed_reason(std::string_view notice, std::string_view lower_notice,
+                          std::string_view address) {
+  const std::string needle = ascii_lower(address);
+  std::size_t at = lower_notice.find(needle);
+  for (int n = 0; n < 8 && at != std::string_view::npos; ++n) {
+    std::size_t eol = lower_notice.find('\n', at);
+    if (eol == std::string_view::npos) eol = lower_notice.size();
+    std::size_t dots = lower_notice.find("... ", at);
+    if (dots != std::string_view::npos && dots < eol) {
+      return one_line(notice.substr(dots + 4, eol - dots - 4));
+    }
+    at = lower_notice.find(needle, eol);
+  }
+  return {};
+}
+
 // A DSN without Diagnostic-Code (Sendmail's delay warnings, every OpenSMTPD
 // report) often explains itself in the notice: "<user@example.com>...
 // Deferred: Connection timed out", "user@example.com: 550 5.1.1 User
@@ -821,13 +847,13 @@ void fill_missing_diagnostics(std::string_view notice, std::string_view lower_no
   for (BounceRecipient& r : report.recipients) {
     if (!r.diagnostic.empty()) continue;
     for (const TextRecipient& t : found) {
-      if (!iequals(t.address, r.address) || t.reason.empty()) continue;
-      r.diagnostic = one_line(t.reason);
-      if (r.kind != FeedbackKind::kDelivered && r.status.starts_with('5')) {
-        r.status = effective_status(r.status, r.diagnostic);
-        r.kind = classify_failure(r.status, r.diagnostic, "failed",
-                                  recipient_context(lower_notice, r.address));
-      }
+      if (iequals(t.address, r.address) && !t.reason.empty()) r.diagnostic = one_line(t.reason);
+    }
+    if (r.diagnostic.empty()) r.diagnostic = listed_reason(notice, lower_notice, r.address);
+    if (!r.diagnostic.empty() && r.kind != FeedbackKind::kDelivered && r.status.starts_with('5')) {
+      r.status = effective_status(r.status, r.diagnostic);
+      r.kind = classify_failure(r.status, r.diagnostic, "failed",
+                                recipient_context(lower_notice, r.address));
     }
   }
 }

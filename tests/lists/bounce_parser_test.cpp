@@ -569,6 +569,9 @@ TEST(BounceClassifier, DeadAddressesAreHardAndEverythingElseSoft) {
        "450 4.1.1 <a@x.example>: Recipient address rejected: unverified address: "
        "host mx.x.example said: 550 5.1.1 User unknown",
        "failed", K::kSoft},
+      {"5.0.0", "<command failed> 450 4.1.1 <a@x.example>: Recipient address rejected", "failed",
+       K::kSoft},
+      {"5.1.1", "<command failed> 550 5.1.1 <a@x.example>: User unknown", "failed", K::kHard},
       // The sender was refused, not the recipient.
       {"5.1.8", "553 5.1.8 <b@x.example>: Sender address rejected: Domain not found", "failed",
        K::kSoft},

@@ -105,10 +105,13 @@ run_mta() {
   compose_messages "$dir/gen/msgs" "$mta" "$dir/gen/rules.tsv"
 
   rm -rf "$out" && mkdir -p "$out"
+  local -a peer_args=()
+  # An MTA script may ask for peer options in a "# peer: --option" line.
+  mapfile -t peer_args < <(sed -n 's/^# peer: //p' "$here/mta/$mta.sh")
   python3 "$here/peer.py" --port "$port" --rules "$dir/gen/rules.tsv" --out "$out" \
-    2>"$dir/gen/peer.log" &
-  local peer=$!
-  trap "kill $peer 2>/dev/null || true" RETURN
+    "${peer_args[@]}" 2>"$dir/gen/peer.log" &
+  peer=$!
+  current="$dir"
   sleep 1
 
   chroot "$dir" bash /gen/mta.sh install
@@ -131,10 +134,23 @@ run_mta() {
     sleep 1
   done
   chroot "$dir" bash /gen/mta.sh stop || true
-  umount "$dir/proc" "$dir/dev" 2>/dev/null || true
+  cleanup
   cp "$dir/gen/rules.tsv" "$out/rules.tsv"
   echo "$mta: $n messages sent, $count bounces stored in $out"
 }
+
+# Stops the peer and unmounts the chroot's /proc and /dev, also when a step
+# fails.
+peer="" current=""
+cleanup() {
+  [[ -n "$peer" ]] && kill "$peer" 2>/dev/null || true
+  if [[ -n "$current" ]]; then
+    umount "$current/proc" 2>/dev/null || true
+    umount "$current/dev" 2>/dev/null || true
+  fi
+  peer="" current=""
+}
+trap cleanup EXIT
 
 base
 port="${MTA_PORT:-2600}"

@@ -10,6 +10,7 @@ One SMTP server on loopback plays every remote host an MTA relays to:
     coming back: it is stored, one file per message, in the output directory.
 
   peer.py --port P --rules rules.tsv --out DIR [--collect collect.test]
+          [--keep-after-421]
 """
 import argparse
 import asyncio
@@ -54,7 +55,8 @@ def rule_of(address, rules):
 
 
 class Peer:
-    def __init__(self, rules, out, collect):
+    def __init__(self, rules, out, collect, keep_after_421=False):
+        self.keep_after_421 = keep_after_421
         self.rules = rules
         self.out = out
         self.collect = collect.lower()
@@ -64,6 +66,9 @@ class Peer:
         async def send(lines):
             writer.write("".join(l + "\r\n" for l in lines).encode())
             await writer.drain()
+            if lines[-1].startswith("421") and not self.keep_after_421:
+                # 421 closes the transmission channel (RFC 5321 3.8).
+                raise ConnectionResetError
 
         await send(["220 peer.test ESMTP"])
         sender, rcpts, eod_rule = None, [], None
@@ -152,9 +157,14 @@ async def main():
     ap.add_argument("--rules", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--collect", default="collect.test")
+    # Keep the connection after a 421, as lenient servers do. OpenSMTPD runs
+    # many envelopes through one session; when the session closes at one
+    # envelope's 421, every other one in flight fails with "Network error"
+    # and expires, and its notices tell nothing about the replies.
+    ap.add_argument("--keep-after-421", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    peer = Peer(load_rules(a.rules), a.out, a.collect)
+    peer = Peer(load_rules(a.rules), a.out, a.collect, a.keep_after_421)
     server = await asyncio.start_server(peer.handle, "127.0.0.1", a.port)
     print(f"peer listening on 127.0.0.1:{a.port}", file=sys.stderr, flush=True)
     async with server:

@@ -24,5 +24,12 @@ CONF
     /usr/sbin/dma -f "$from" -- "$@"
     ;;
   flush) /usr/sbin/dma -q || true ;;
-  stop) pkill -x dma || true ;;  # its retries of 4xx run on for days
+  stop)
+    # Its retries of 4xx would run on for days. No procps in the chroot:
+    # every process whose binary is this chroot's dma.
+    for p in /proc/[0-9]*; do
+      [[ "$p/exe" -ef /usr/sbin/dma ]] 2>/dev/null && kill "${p#/proc/}" 2>/dev/null
+    done
+    true
+    ;;
 esac

@@ -7,6 +7,7 @@
 # after the queue ttl (2m), which 6.8 reports as "Envelope expired" in a
 # notice that still says "delayed". flush waits for the queue to drain so
 # that the driver sees those late ones as well.
+# peer: --keep-after-421
 set -euo pipefail
 name=mta-opensmtpd.example.net
 pidfile=/var/run/gen-smtpd.pid

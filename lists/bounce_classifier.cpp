@@ -4,6 +4,7 @@
 // lower-case. Order matters: evidence that the address is fine (a full
 // mailbox, a block, a policy rejection) wins over evidence that it is dead,
 // because calling a live address dead costs a real subscriber.
+#include <algorithm>
 #include <cstddef>
 #include <string_view>
 
@@ -118,11 +119,14 @@ char first_reply_code(std::string_view text) {
 
 enum class RefusalStage { kUnknown, kRecipient, kMessage };
 
-// Which command the refusal answered, as the words about it say; where a
-// report names both (a session transcript), the later one.
+// Which command the refusal answered, as the words about it say: the first
+// command named, since the reply text comes first and the notice's lines
+// about a recipient start at the recipient ("<a@x>: ... (in reply to RCPT TO
+// command)"; a transcript's ">>> RCPT TO:<a@x>" before a later recipient's
+// ">>> DATA").
 RefusalStage refusal_stage(std::string_view lower_text) {
   constexpr std::string_view kRecipient[] = {
-      "rcpt to",  // Postfix "(in reply to RCPT TO command)", Exim, Courier
+      "rcpt to",  // Postfix "(in reply to RCPT TO command)", Exim, Courier, Sendmail
       "rcpt command",
       "[rcpt_to]",                   // Yahoo marks the stage
       "does not like recipient",     // qmail
@@ -131,22 +135,17 @@ RefusalStage refusal_stage(std::string_view lower_text) {
   constexpr std::string_view kMessage[] = {
       "end of data",  // Postfix "(in reply to end of DATA command)", Exim
       "data command", ">>> data", "after data", "[body]"};
-  std::size_t recipient = std::string_view::npos;
-  std::size_t message = std::string_view::npos;
-  auto last = [&](std::string_view marker, std::size_t& at) {
-    std::size_t found = lower_text.rfind(marker);
-    if (found != std::string_view::npos && (at == std::string_view::npos || found > at)) {
-      at = found;
-    }
+  auto first = [&](const auto& markers) {
+    std::size_t at = std::string_view::npos;
+    for (std::string_view m : markers) at = std::min(at, lower_text.find(m));
+    return at;
   };
-  for (std::string_view m : kRecipient) last(m, recipient);
-  for (std::string_view m : kMessage) last(m, message);
+  const std::size_t recipient = first(kRecipient);
+  const std::size_t message = first(kMessage);
   if (recipient == std::string_view::npos && message == std::string_view::npos) {
     return RefusalStage::kUnknown;
   }
-  if (message == std::string_view::npos) return RefusalStage::kRecipient;
-  if (recipient == std::string_view::npos) return RefusalStage::kMessage;
-  return message > recipient ? RefusalStage::kMessage : RefusalStage::kRecipient;
+  return message < recipient ? RefusalStage::kMessage : RefusalStage::kRecipient;
 }
 
 }  // namespace

@@ -537,7 +537,11 @@ TEST(BounceClassifier, DeadAddressesAreHardAndEverythingElseSoft) {
       {"5.0.0", "550 No such user here", "failed", K::kSoft},
       {"5.0.0", "550 No such user here", "failed", K::kSoft, "(in reply to end of DATA command)"},
       {"5.0.0", "550 No such user here", "failed", K::kSoft,
-       ">>> RCPT TO:<a@x.example>\n<<< 250 OK\n>>> DATA\n<<< 550 No such user here"},
+       "a@x.example:\n>>> DATA\n<<< 550 No such user here"},
+      // A transcript goes on with other recipients' commands.
+      {"5.0.0", "550 No such user here", "failed", K::kHard,
+       ">>> RCPT TO:<a@x.example>\n<<< 550 No such user here\n>>> RCPT TO:<b@x.example>\n"
+       "<<< 250 OK\n>>> DATA\n<<< 554 5.7.1 spam"},
       {"5.1.1", "550 5.1.1 No such user here", "failed", K::kHard},
       {"5.0.0", "User dora not listed in Domino Directory", "failed", K::kHard},
       {"5.1.2", "", "failed", K::kHard},

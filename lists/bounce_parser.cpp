@@ -321,6 +321,45 @@ void add_dsn_recipient(const DsnRecipient& dsn, std::string_view lower_notice, R
   out.Add(std::move(r));
 }
 
+// A message disposition notification (RFC 8098) that says the message was
+// deleted or refused unread: how Sieve's reject (RFC 5429) and Dovecot's
+// refusals answer. The recipient's own filter refused this message, so the
+// address is alive: soft, with the notice's words as the diagnostic. Other
+// dispositions (displayed, processed: read receipts) are no report.
+bool read_disposition_notification(std::string_view body, std::string_view readable,
+                                   ReportBuilder& out, BounceReport& report) {
+  std::string_view unused;
+  const HeaderBlock fields = parse_header_block(body, 64, &unused);
+  // "automatic-action/MDN-sent-automatically; deleted"
+  const std::string disposition = ascii_lower(fields.get("Disposition"));
+  const std::size_t semi = disposition.find(';');
+  if (semi == std::string::npos) return false;
+  const std::string_view type = trim(std::string_view(disposition).substr(semi + 1));
+  if (!type.starts_with("deleted") && !type.starts_with("denied") && !type.starts_with("failed")) {
+    return false;
+  }
+  std::string address = dsn_address(fields.get("Final-Recipient"));
+  if (address.empty()) address = dsn_address(fields.get("Original-Recipient"));
+  if (address.empty()) return false;
+  if (report.original.message_id.empty()) {
+    report.original.message_id = std::string(trim(fields.get("Original-Message-ID")));
+  }
+  if (report.reporting_mta.empty()) {
+    std::string_view ua = fields.get("Reporting-UA");
+    report.reporting_mta = std::string(trim(ua.substr(0, ua.find(';'))));
+  }
+  BounceRecipient r;
+  r.address = std::move(address);
+  r.kind = FeedbackKind::kSoft;
+  r.status = find_status(readable);
+  // The notice's first paragraph.
+  std::string_view text = trim(readable);
+  text = text.substr(0, text.find("\n\n"));
+  r.diagnostic = one_line(text.empty() ? std::string_view(disposition) : text);
+  out.Add(std::move(r));
+  return true;
+}
+
 // Reads the per-recipient groups of a message/delivery-status body. Groups
 // are split at blank lines and, for MTAs that forget those, at a repeated
 // Final-Recipient or Original-Recipient.
@@ -645,24 +684,42 @@ struct TextRecipient {
   std::string reason;
 };
 
-// The DragonFly Mail Agent names the recipient in a sentence and gives the
-// reason in the paragraph after it:
+struct SentenceRecipient {
+  std::string address;
+  bool reason_in_next_paragraph = false;
+};
+
+// Notices that name the recipient in a sentence:
 //   There was an error delivering your mail to <user@example.com>.
-//
-//   mx.example.com [192.0.2.1] did not like our RCPT TO:
-//   550 5.1.1 User unknown
-std::optional<std::string> sentence_recipient(std::string_view line) {
-  constexpr std::string_view kLead = "there was an error delivering your mail to <";
+//                          (dma; the reason is the paragraph after it)
+//   Your message to <user@example.com> was automatically rejected:
+//   Quota exceeded (mailbox for user is full)
+//                          (Dovecot; the reason is on the lines after it)
+std::optional<SentenceRecipient> sentence_recipient(std::string_view line) {
+  struct Lead {
+    std::string_view text;
+    bool next_paragraph;
+  };
+  constexpr Lead kLeads[] = {{"there was an error delivering your mail to <", true},
+                             {"your message to <", false}};
   std::string_view t = trim(line);
-  if (t.size() <= kLead.size() || t.size() > 600 || !iequals(t.substr(0, kLead.size()), kLead)) {
-    return std::nullopt;
+  if (t.size() > 600) return std::nullopt;
+  for (const Lead& lead : kLeads) {
+    if (t.size() <= lead.text.size() || !iequals(t.substr(0, lead.text.size()), lead.text)) {
+      continue;
+    }
+    std::string_view rest = t.substr(lead.text.size());
+    std::size_t close = rest.find('>');
+    if (close == std::string_view::npos) return std::nullopt;
+    if (!lead.next_paragraph &&
+        !iequals(trim(rest.substr(close + 1)), "was automatically rejected:")) {
+      return std::nullopt;
+    }
+    std::string address = normalize_address(rest.substr(0, close));
+    if (address.empty()) return std::nullopt;
+    return SentenceRecipient{std::move(address), lead.next_paragraph};
   }
-  t.remove_prefix(kLead.size());
-  std::size_t close = t.find('>');
-  if (close == std::string_view::npos) return std::nullopt;
-  std::string address = normalize_address(t.substr(0, close));
-  if (address.empty()) return std::nullopt;
-  return address;
+  return std::nullopt;
 }
 
 // Finds the recipients a plain-text notice names, each with the lines that
@@ -680,18 +737,18 @@ std::vector<TextRecipient> scan_text_recipients(std::string_view text,
     std::string_view line =
         text.substr(pos, (eol == std::string_view::npos ? text.size() : eol) - pos);
     pos = eol == std::string_view::npos ? text.size() : eol + 1;
-    if (auto address = sentence_recipient(line)) {
+    if (auto sentence = sentence_recipient(line)) {
       auto same = std::find_if(found.begin(), found.end(), [&](const TextRecipient& r) {
-        return iequals(r.address, *address);
+        return iequals(r.address, sentence->address);
       });
       if (same == found.end()) {
         if (found.size() >= max_recipients) break;
-        found.push_back(TextRecipient{std::move(*address), {}});
+        found.push_back(TextRecipient{std::move(sentence->address), {}});
         same = found.end() - 1;
       }
       open = &*same;
       reason_lines = 0;
-      reason_in_next_paragraph = true;
+      reason_in_next_paragraph = sentence->reason_in_next_paragraph;
       continue;
     }
     if (auto hit = recipient_line(line)) {
@@ -922,6 +979,7 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
   // The quoted original message, from its own part when there is one.
   const MimePart* delivery_status = nullptr;
   const MimePart* feedback = nullptr;
+  const MimePart* disposition = nullptr;
   std::string notice;
   for (const MimePart& part : mime.leaves()) {
     const std::string& type = part.content_type.media_type;
@@ -932,9 +990,15 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
       if (!delivery_status) delivery_status = &part;
     } else if (type == "message/feedback-report") {
       if (!feedback) feedback = &part;
+    } else if (type == "message/disposition-notification" ||
+               type == "message/global-disposition-notification") {
+      if (!disposition) disposition = &part;
     } else if (type.starts_with("text/") && type != "text/html") {
       if (notice.size() < (64u << 10)) {
         notice.append(part.body.substr(0, (64u << 10)));
+        // A blank line after each part: one part's last paragraph does not
+        // run on into the next part (a multipart's preamble comes last).
+        if (!notice.ends_with('\n')) notice += '\n';
         notice += '\n';
       }
     }
@@ -982,6 +1046,10 @@ void parse_into(std::string_view message, const BounceParserLimits& limits, Boun
   }
   if (feedback && read_feedback_report(feedback->body, report.original, out, report)) {
     report.format = ReportFormat::kFeedbackReport;
+    return;
+  }
+  if (disposition && read_disposition_notification(disposition->body, readable, out, report)) {
+    report.format = ReportFormat::kDispositionNotification;
     return;
   }
   std::string_view json = trim(readable);
@@ -1074,6 +1142,8 @@ std::string_view to_string(ReportFormat format) {
       return "ses_notification";
     case ReportFormat::kMtaText:
       return "mta_text";
+    case ReportFormat::kDispositionNotification:
+      return "disposition_notification";
   }
   return "not_a_report";
 }

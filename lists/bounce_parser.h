@@ -52,11 +52,12 @@ std::string_view to_string(FeedbackKind kind);
 // How the message was read.
 enum class ReportFormat {
   kNotAReport,
-  kDeliveryStatus,   // RFC 3464 / RFC 6533
-  kFeedbackReport,   // RFC 5965 ARF
-  kAutoReply,        // RFC 3834 and look-alikes
-  kSesNotification,  // Amazon SES JSON
-  kMtaText,          // an MTA's own plain-text layout
+  kDeliveryStatus,           // RFC 3464 / RFC 6533
+  kFeedbackReport,           // RFC 5965 ARF
+  kAutoReply,                // RFC 3834 and look-alikes
+  kSesNotification,          // Amazon SES JSON
+  kMtaText,                  // an MTA's own plain-text layout
+  kDispositionNotification,  // RFC 8098 MDN of a refusal (Sieve reject, RFC 5429)
 };
 std::string_view to_string(ReportFormat format);
 

@@ -212,7 +212,7 @@ TEST_F(CampaignCliTest, PauseWhileAWorkerSendsStopsItAndResumeSendsTheRestOnce) 
   const std::string record = dir_ + "/pause.log";
   mailer::testing::WorkerProcess w(
       {"--config", dir_ + "/mailer.toml", "run", "--worker-id", "pausee", "--until-idle", "--json",
-       "--transport", "record:" + record + ",delay=20ms"},
+       "--transport", "record:" + record + ",delay=100ms"},
       {{"MAILER_DATABASE_URL", t_.url()}}, dir_ + "/pause.out", dir_ + "/pause.err");
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (mailer::testing::recorded_sends({record}).size() < 20 &&

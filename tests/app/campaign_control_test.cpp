@@ -134,7 +134,7 @@ TEST_F(CampaignControlTest, CancelWhileAWorkerSendsStopsTheRestAndShowSaysCancel
   ASSERT_EQ(mailer({"campaign", "start", std::to_string(id)}).exit_code, 0);
   const std::string record = dir_ + "/cancel.log";
   WorkerProcess w(with_config({"run", "--worker-id", "cancelled", "--until-idle", "--transport",
-                               "record:" + record + ",delay=20ms"}),
+                               "record:" + record + ",delay=200ms"}),
                   env(), dir_ + "/cancel.out", dir_ + "/cancel.err");
   ASSERT_TRUE(
       wait_until([&] { return recorded_sends({record}).size() >= 20; }, std::chrono::seconds(30)))

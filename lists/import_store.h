@@ -65,6 +65,9 @@ struct ImportRecord {
   std::uint64_t line = 1;
   // The counts committed so far (ImportCounts::to_json text); on a resume.
   std::string counts_json;
+  // The rejects file's length after the committed chunks' rows, when the
+  // import writes one; on a resume.
+  std::optional<std::uint64_t> rejects_bytes;
 };
 
 // A cached MX answer of a domain: status (lists/mx_checker.h names) and its
@@ -101,6 +104,15 @@ struct ChunkToWrite {
   // Where the file continues after this chunk.
   std::uint64_t end_offset = 0;
   std::uint64_t end_line = 0;
+};
+
+// The progress committed with a chunk, beside its rows.
+struct ChunkProgress {
+  // The import's counts once the chunk is in (ImportCounts::to_json text).
+  std::string counts_json;
+  // The rejects file's length once the chunk's rejects are written; nullopt
+  // without a rejects file.
+  std::optional<std::uint64_t> rejects_bytes;
 };
 
 // What became of a chunk's rows.
@@ -146,8 +158,8 @@ class ImportStore {
   // a recipient and a member, unless the address is suppressed; rows of
   // known addresses are merged (join, update, duplicate, suppressed); the
   // chunk's domains are recorded. In the same transaction, the import's
-  // progress is committed: end_offset, end_line and the counts that
-  // `before_commit(outcome)` returns (ImportCounts::to_json text).
+  // progress is committed: end_offset, end_line and the progress that
+  // `before_commit(outcome)` returns.
   // before_commit runs once the rows are written and before the commit, so
   // what it does beside (the importer writes the chunk's rejects there) is
   // done before the chunk commits; an exception from it rolls the chunk back
@@ -158,7 +170,7 @@ class ImportStore {
   // committed write.
   virtual ChunkOutcome write_chunk(
       const ImportRecord& import, const ChunkToWrite& chunk,
-      const std::function<std::string(const ChunkOutcome&)>& before_commit) = 0;
+      const std::function<ChunkProgress(const ChunkOutcome&)>& before_commit) = 0;
 };
 
 }  // namespace mailer::lists

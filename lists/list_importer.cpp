@@ -244,7 +244,12 @@ class RejectsFile {
 
   // Opens `path`, emptied unless `append`; the header row goes with the
   // first chunk unless the file has rows already. Throws ImportInputError.
-  void open(const std::string& path, bool append) {
+  // When appending, `committed` is the file's length once the committed
+  // chunks' rows were in it (recorded with each commit): rows past it are of
+  // a chunk whose process was killed before the chunk committed, and are cut
+  // off, since the chunk is done again.
+  void open(const std::string& path, bool append,
+            std::optional<std::uint64_t> committed = std::nullopt) {
     path_ = path;
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (append ? 0 : O_TRUNC),
                  0644);
@@ -254,6 +259,8 @@ class RejectsFile {
           fmt::format("{}: cannot write rejects file: {}", path, std::strerror(errno)));
     }
     regular_ = S_ISREG(st.st_mode);
+    if (append && committed && regular_)
+      cut_back(static_cast<std::uint64_t>(st.st_size), *committed, st);
     committed_size_ = regular_ ? st.st_size : 0;
     header_pending_ = committed_size_ == 0;
   }
@@ -282,6 +289,13 @@ class RejectsFile {
     }
   }
 
+  // The file's length with the rows of the chunk being committed, to commit
+  // with it; nullopt when the file is not open or not a regular file.
+  std::optional<std::uint64_t> length() const {
+    if (!is_open() || !regular_) return std::nullopt;
+    return static_cast<std::uint64_t>(committed_size_ + uncommitted_);
+  }
+
   // The chunk written last committed: its rows stay.
   void chunk_committed() {
     if (uncommitted_ > 0) header_pending_ = false;
@@ -307,6 +321,25 @@ class RejectsFile {
   }
 
  private:
+  void cut_back(std::uint64_t size, std::uint64_t committed, struct stat& st) {
+    if (size < committed) {
+      spdlog::warn(
+          "{}: {} bytes, shorter than the {} bytes of rows the import committed; it was "
+          "changed since the interrupted run, so rows of committed chunks may be missing from it",
+          path_, size, committed);
+      return;
+    }
+    if (size == committed) return;
+    if (::ftruncate(fd_, static_cast<off_t>(committed)) != 0) {
+      throw ImportInputError(
+          fmt::format("{}: cannot cut back rows of a chunk that did not commit: {}", path_,
+                      std::strerror(errno)));
+    }
+    spdlog::info("{}: cut back {} bytes of rows of a chunk that did not commit", path_,
+                 size - committed);
+    st.st_size = static_cast<off_t>(committed);
+  }
+
   std::string path_;
   int fd_ = -1;
   bool regular_ = false;
@@ -485,7 +518,13 @@ class ImportRun {
     }
     auto running = store_.find_running(*list_id, identity_);
     bool resume = running.has_value();
-    open_rejects(resume);
+    std::optional<std::uint64_t> rejects_committed;
+    if (resume) {
+      rejects_committed = running->rejects_bytes;
+      // No chunk committed yet: nothing in the file is this import's.
+      if (!rejects_committed && running->offset == data_offset_) rejects_committed = 0;
+    }
+    open_rejects(resume, rejects_committed);
     if (resume) {
       import_ = std::move(*running);
       data_offset_ = import_.offset;
@@ -508,8 +547,8 @@ class ImportRun {
     }
   }
 
-  void open_rejects(bool append) {
-    if (!o_.rejects_file.empty()) rejects_.open(o_.rejects_file, append);
+  void open_rejects(bool append, std::optional<std::uint64_t> committed) {
+    if (!o_.rejects_file.empty()) rejects_.open(o_.rejects_file, append, committed);
   }
 
   void reject(Chunk& chunk, std::uint64_t line, const std::string& reason, std::string detail,
@@ -685,7 +724,7 @@ class ImportRun {
       write_rejects(out.not_added);
       ImportCounts total = after;
       add_statuses(total, out.statuses);
-      return total.to_json().dump();
+      return ChunkProgress{total.to_json().dump(), rejects_.length()};
     };
     const ChunkToWrite chunk{.rows = writing_.staged,
                              .new_domains = new_domains,

@@ -76,6 +76,7 @@ std::optional<ImportRecord> ListImportStore::find_running(std::int64_t list_id,
   r.offset = running[0][1].as<std::uint64_t>();
   r.line = running[0][2].as<std::uint64_t>();
   r.counts_json = running[0][3].as<std::string>();
+  if (!running[0][4].is_null()) r.rejects_bytes = running[0][4].as<std::uint64_t>();
   return r;
 }
 
@@ -131,7 +132,7 @@ void ListImportStore::store_domains(const std::vector<lists::DomainAnswer>& answ
 
 ChunkOutcome ListImportStore::write_chunk(
     const ImportRecord& import, const ChunkToWrite& chunk,
-    const std::function<std::string(const ChunkOutcome&)>& before_commit) {
+    const std::function<lists::ChunkProgress(const ChunkOutcome&)>& before_commit) {
   ChunkOutcome outcome;
   for (int attempt = 1;; ++attempt) {
     try {
@@ -158,7 +159,7 @@ ChunkOutcome ListImportStore::write_chunk(
 
 ChunkOutcome ListImportStore::merge(
     pqxx::work& w, const ImportRecord& import, const ChunkToWrite& chunk,
-    const std::function<std::string(const ChunkOutcome&)>& before_commit) {
+    const std::function<lists::ChunkProgress(const ChunkOutcome&)>& before_commit) {
   ChunkOutcome out;
   // Chunks of concurrent imports commit one at a time. Two imports adding
   // the same addresses at once otherwise went on by one rolling its chunk
@@ -212,8 +213,11 @@ ChunkOutcome ListImportStore::merge(
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
             .count());
   }
+  const lists::ChunkProgress progress = before_commit(out);
   w.exec_prepared(sql::kImportProgress, import.import_id, chunk.end_offset, chunk.end_line,
-                  before_commit(out));
+                  progress.counts_json,
+                  progress.rejects_bytes ? static_cast<std::int64_t>(*progress.rejects_bytes)
+                                         : std::int64_t{-1});
   return out;
 }
 

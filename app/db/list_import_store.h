@@ -41,12 +41,13 @@ class ListImportStore : public lists::ImportStore {
   void store_domains(const std::vector<lists::DomainAnswer>& answers) override;
   lists::ChunkOutcome write_chunk(
       const lists::ImportRecord& import, const lists::ChunkToWrite& chunk,
-      const std::function<std::string(const lists::ChunkOutcome&)>& before_commit) override;
+      const std::function<lists::ChunkProgress(const lists::ChunkOutcome&)>& before_commit)
+      override;
 
  private:
   lists::ChunkOutcome merge(
       pqxx::work& w, const lists::ImportRecord& import, const lists::ChunkToWrite& chunk,
-      const std::function<std::string(const lists::ChunkOutcome&)>& before_commit);
+      const std::function<lists::ChunkProgress(const lists::ChunkOutcome&)>& before_commit);
   lists::ChunkOutcome write_rows(pqxx::work& w, const lists::ImportRecord& import,
                                  const lists::ChunkToWrite& chunk,
                                  const std::unordered_set<std::string>& known);

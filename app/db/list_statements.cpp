@@ -166,7 +166,7 @@ void prepare_list_statements(Database& db) {
   db.prepare(sql::kRemoveSuppression,
              "DELETE FROM suppressions WHERE email_key = $1 RETURNING email_key");
   db.prepare(sql::kFindRunningImport,
-             "SELECT id, next_offset, next_line, counts::text FROM imports "
+             "SELECT id, next_offset, next_line, counts::text, rejects_bytes FROM imports "
              "WHERE list_id = $1 AND file_identity = $2 AND status = 'running' "
              "ORDER BY id DESC LIMIT 1");
   db.prepare(sql::kStartImport,
@@ -174,7 +174,7 @@ void prepare_list_statements(Database& db) {
              "VALUES ($1, $2, $3, $4, $5) RETURNING id");
   db.prepare(sql::kImportProgress,
              "UPDATE imports SET next_offset = $2, next_line = $3, counts = $4::jsonb, "
-             "updated_at = now() WHERE id = $1");
+             "rejects_bytes = NULLIF($5::bigint, -1), updated_at = now() WHERE id = $1");
   db.prepare(sql::kFinishImport,
              "UPDATE imports SET status = 'finished', counts = $2::jsonb, updated_at = now(), "
              "finished_at = now() WHERE id = $1");

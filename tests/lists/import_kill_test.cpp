@@ -7,9 +7,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
-#include <map>
-#include <sstream>
 #include <thread>
 
 #include "app/db/database.h"
@@ -20,13 +17,6 @@
 
 namespace mailer::lists {
 namespace {
-
-std::string read_file(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // A CSV of `rows` data rows, one in `bad_every` without an @ (a reject),
 // and the rejects file a whole import of it writes.
@@ -149,7 +139,7 @@ TEST_F(ImportKillTest, SigkilledImportProcessResumesWithEveryRowOnceAndEachRejec
     EXPECT_EQ(victim.wait(std::chrono::seconds(10)), -1) << "killed, not exited";
     at_kill = members("news");
   }
-  ASSERT_GE(at_kill, 2000) << read_file(path("victim.err"));
+  ASSERT_GE(at_kill, 2000) << file_text(path("victim.err"));
   ASSERT_LT(at_kill, in.good) << "the import finished before the kill; the test kills nothing";
   EXPECT_EQ(count("SELECT count(*) FROM imports WHERE status = 'running'"), 1);
   wait_for_sessions_to_end();
@@ -163,7 +153,7 @@ TEST_F(ImportKillTest, SigkilledImportProcessResumesWithEveryRowOnceAndEachRejec
   EXPECT_EQ(j["duplicates"], 0) << j;
   EXPECT_EQ(j["rejected"]["syntax"], 60000 - in.good) << j;
   expect_every_good_row_once(in);
-  EXPECT_EQ(read_file(rejects), in.rejects) << "each rejected row once, in line order";
+  EXPECT_EQ(file_text(rejects), in.rejects) << "each rejected row once, in line order";
 }
 
 // The kill lands after the third chunk's rejects are in the file and before
@@ -201,7 +191,7 @@ TEST_F(ImportKillTest, KillBetweenWritingAChunksRejectsAndItsCommitLeavesEachRej
   ASSERT_EQ(WEXITSTATUS(status), 9) << "the importer did not reach the third chunk's commit";
   EXPECT_EQ(members("news"), 12) << "two chunks of 8 rows, 6 good each, committed";
   const auto recorded = count("SELECT rejects_bytes FROM imports WHERE status = 'running'");
-  const auto left = read_file(rejects);
+  const auto left = file_text(rejects);
   ASSERT_GT(static_cast<long long>(left.size()), recorded)
       << "the third chunk's rejects are in the file beyond what the import committed";
   wait_for_sessions_to_end();
@@ -214,7 +204,7 @@ TEST_F(ImportKillTest, KillBetweenWritingAChunksRejectsAndItsCommitLeavesEachRej
   EXPECT_EQ(j["rows"], 40) << j;
   EXPECT_EQ(j["imported"], in.good) << j;
   expect_every_good_row_once(in);
-  EXPECT_EQ(read_file(rejects), in.rejects) << "each rejected row once, in line order";
+  EXPECT_EQ(file_text(rejects), in.rejects) << "each rejected row once, in line order";
 }
 
 }  // namespace

@@ -17,13 +17,6 @@
 namespace mailer::lists {
 namespace {
 
-std::string read_file(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 class ImportTest : public ListDbTest {
  protected:
   void SetUp() override {
@@ -310,7 +303,7 @@ TEST_F(ImportTest, RejectsThatCannotBeWrittenAreWrittenByTheRerun) {
   EXPECT_EQ(j["rows"], 12);
   EXPECT_EQ(j["imported"], 8);
   EXPECT_EQ(j["rejected"]["syntax"], 4);
-  EXPECT_EQ(read_file(path("rejects.csv")), expected);
+  EXPECT_EQ(file_text(path("rejects.csv")), expected);
 }
 
 TEST_F(ImportTest, SuppressionWinsOverAnyLaterImport) {
@@ -324,9 +317,9 @@ TEST_F(ImportTest, SuppressionWinsOverAnyLaterImport) {
             0);
   EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE email_key = 'stop@example.com'"), 0);
   EXPECT_NE(
-      read_file(path("rejects.csv")).find("3,suppressed,suppressed: complaint,Stop@example.com"),
+      file_text(path("rejects.csv")).find("3,suppressed,suppressed: complaint,Stop@example.com"),
       std::string::npos)
-      << read_file(path("rejects.csv"));
+      << file_text(path("rejects.csv"));
 }
 
 // New addresses are COPYed before any lookup; those that turn out suppressed
@@ -367,7 +360,7 @@ TEST_F(ImportTest, SuppressedAddressesAmongNewOnesAreTakenBack) {
     ImportCounts counts = ListImporter(store, rules, classifier, o).run();
     EXPECT_EQ(counts.imported, 12u) << c.prefix;
     EXPECT_EQ(counts.suppressed, 4u) << c.prefix;
-    const std::string rejects = read_file(o.rejects_file);
+    const std::string rejects = file_text(o.rejects_file);
     // line 3 is the first suppressed row (after the header and the first new row)
     const std::string first = "3,suppressed,suppressed: " +
                               std::string(c.first_suppressed % 2 ? "hard_bounce" : "unsubscribe") +
@@ -430,7 +423,7 @@ TEST_F(ImportTest, BadRowsOfEveryKindAreRejectedWithLineAndReason) {
   EXPECT_EQ(j["rows"], 7);
   EXPECT_EQ(j["imported"], 2);
   EXPECT_EQ(j["rejected"]["malformed"], 5);
-  std::string rejects = read_file(path("rejects.csv"));
+  std::string rejects = file_text(path("rejects.csv"));
   EXPECT_EQ(rejects,
             "line,reason,detail,email\n"
             "3,malformed,\"expected 2 fields, found 3\",a@example.com\n"
@@ -456,7 +449,7 @@ TEST_F(ImportTest, RejectsFileShowsTheTextOfBrokenEmailFields) {
   auto j = import(write("broken.csv", text), {"--rejects", path("rejects.csv")});
   EXPECT_EQ(j["rows"], 5);
   EXPECT_EQ(j["imported"], 1);
-  EXPECT_EQ(read_file(path("rejects.csv")),
+  EXPECT_EQ(file_text(path("rejects.csv")),
             "line,reason,detail,email\n"
             "2,malformed,invalid UTF-8 in field 2,bad\xEF\xBF\xBD(@example.com\n"
             "3,malformed,NUL byte in field 2,nul\xEF\xBF\xBDhere.com\n"
@@ -478,7 +471,7 @@ TEST_F(ImportTest, RejectsPathThatIsTheInputIsRefusedAndTheInputKept) {
     EXPECT_EQ(r.exit_code, 2) << rejects;
     EXPECT_NE(r.err.find("--rejects " + rejects + ": is the input file " + file), std::string::npos)
         << r.err;
-    EXPECT_EQ(read_file(file), text) << rejects;
+    EXPECT_EQ(file_text(file), text) << rejects;
   }
   std::filesystem::remove(file);
   write("r3.csv", text);  // a new file: the links name the old one
@@ -500,7 +493,7 @@ TEST_F(ImportTest, OversizeQuotedFieldNeverBecomesRows) {
   EXPECT_EQ(j["rejected"]["malformed"], 1);
   EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE email_key = 'injected@example.com'"), 0);
   EXPECT_EQ(count("SELECT count(*) FROM recipients WHERE email_key = 'last@example.com'"), 1);
-  EXPECT_EQ(read_file(path("rejects.csv")),
+  EXPECT_EQ(file_text(path("rejects.csv")),
             "line,reason,detail,email\n"
             "2,malformed,field 2 longer than 65536 bytes,victim@example.com\n");
 }
@@ -515,7 +508,7 @@ TEST_F(ImportTest, UnterminatedQuoteRejectsItsLineAndImportsTheRest) {
   EXPECT_EQ(j["imported"], 2);
   EXPECT_EQ(j["rejected"]["malformed"], 1);
   EXPECT_EQ(members("news"), 2);
-  EXPECT_EQ(read_file(path("rejects.csv")),
+  EXPECT_EQ(file_text(path("rejects.csv")),
             "line,reason,detail,email\n"
             "2,malformed,unterminated quoted field 1,\"a@example.com,Ann\"\n");
 }
@@ -525,7 +518,7 @@ TEST_F(ImportTest, CrOnlyLineEndingsReportEachRejectAtItsLine) {
       write("mac.csv", "email,name\rok@example.com,a\rbad@@x,b\rx\"y,c\rok2@example.com,d\r");
   auto j = import(file, {"--rejects", path("rejects.csv")});
   EXPECT_EQ(j["imported"], 2);
-  EXPECT_EQ(read_file(path("rejects.csv")),
+  EXPECT_EQ(file_text(path("rejects.csv")),
             "line,reason,detail,email\n"
             "3,syntax,more than one @,bad@@x\n"
             "4,malformed,quote inside unquoted field 1,x\n");
@@ -534,7 +527,7 @@ TEST_F(ImportTest, CrOnlyLineEndingsReportEachRejectAtItsLine) {
 TEST_F(ImportTest, LineBreakInsideAnAddressIsNamedAsSuch) {
   auto file = write("lb.csv", "email,name\n\"a@example.com\nb@example.com\",x\n");
   import(file, {"--rejects", path("rejects.csv")});
-  EXPECT_EQ(read_file(path("rejects.csv")),
+  EXPECT_EQ(file_text(path("rejects.csv")),
             "line,reason,detail,email\n"
             "2,syntax,line break in address,\"a@example.com\nb@example.com\"\n");
 }
@@ -558,7 +551,7 @@ TEST_F(ImportTest, Utf16FileExitsTwoNamingTheEncoding) {
 TEST_F(ImportTest, RejectsFileCarriesReasonDetailAndOriginalEmail) {
   auto file = write("in.csv", "email\nsomeone@gmial.com\nbad@@x\nx@example.com\nX@example.com\n");
   import(file, {"--rejects", path("r.csv")});
-  EXPECT_EQ(read_file(path("r.csv")),
+  EXPECT_EQ(file_text(path("r.csv")),
             "line,reason,detail,email\n"
             "2,typo,did you mean someone@gmail.com?,someone@gmial.com\n"
             "3,syntax,more than one @,bad@@x\n"

@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,14 @@ class ListDbTest : public ::testing::Test {
   void write_config(const std::string& text) { testing::write_file(dir_ + "/mailer.toml", text); }
 
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
+
+  // The whole text of a file (empty when it cannot be read).
+  static std::string file_text(const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
 
   std::string write(const std::string& name, const std::string& content) {
     testing::write_file(path(name), content);

@@ -259,9 +259,8 @@ class RejectsFile {
           fmt::format("{}: cannot write rejects file: {}", path, std::strerror(errno)));
     }
     regular_ = S_ISREG(st.st_mode);
-    if (append && committed && regular_)
-      cut_back(static_cast<std::uint64_t>(st.st_size), *committed, st);
     committed_size_ = regular_ ? st.st_size : 0;
+    if (append && committed && regular_) cut_back(*committed);
     header_pending_ = committed_size_ == 0;
   }
 
@@ -321,23 +320,24 @@ class RejectsFile {
   }
 
  private:
-  void cut_back(std::uint64_t size, std::uint64_t committed, struct stat& st) {
+  // Cuts the file (committed_size_ long) back to `committed` bytes.
+  void cut_back(std::uint64_t committed) {
+    const auto size = static_cast<std::uint64_t>(committed_size_);
     if (size < committed) {
       spdlog::warn(
           "{}: {} bytes, shorter than the {} bytes of rows the import committed; it was "
           "changed since the interrupted run, so rows of committed chunks may be missing from it",
           path_, size, committed);
-      return;
+    } else if (size > committed) {
+      if (::ftruncate(fd_, static_cast<off_t>(committed)) != 0) {
+        throw ImportInputError(
+            fmt::format("{}: cannot cut back rows of a chunk that did not commit: {}", path_,
+                        std::strerror(errno)));
+      }
+      spdlog::info("{}: cut back {} bytes of rows of a chunk that did not commit", path_,
+                   size - committed);
+      committed_size_ = static_cast<off_t>(committed);
     }
-    if (size == committed) return;
-    if (::ftruncate(fd_, static_cast<off_t>(committed)) != 0) {
-      throw ImportInputError(
-          fmt::format("{}: cannot cut back rows of a chunk that did not commit: {}", path_,
-                      std::strerror(errno)));
-    }
-    spdlog::info("{}: cut back {} bytes of rows of a chunk that did not commit", path_,
-                 size - committed);
-    st.st_size = static_cast<off_t>(committed);
   }
 
   std::string path_;

@@ -172,6 +172,7 @@ void prepare_list_statements(Database& db) {
   db.prepare(sql::kStartImport,
              "INSERT INTO imports (list_id, file_path, file_identity, next_offset, next_line) "
              "VALUES ($1, $2, $3, $4, $5) RETURNING id");
+  // $5, the rejects file's length, is -1 for none (NULL).
   db.prepare(sql::kImportProgress,
              "UPDATE imports SET next_offset = $2, next_line = $3, counts = $4::jsonb, "
              "rejects_bytes = NULLIF($5::bigint, -1), updated_at = now() WHERE id = $1");

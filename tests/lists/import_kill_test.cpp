@@ -105,6 +105,21 @@ class ImportKillTest : public ListDbTest {
     ADD_FAILURE() << "a session of the killed import is still open after 10 s";
   }
 
+  // Runs the killed import again, which must succeed and log `marker`;
+  // returns its JSON summary.
+  nlohmann::json rerun(const std::string& file, const std::string& rejects,
+                       const std::string& marker) {
+    auto r = mailer({"import", "--list", "news", file, "--rejects", rejects, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find(marker), std::string::npos) << r.err;
+    try {
+      return nlohmann::json::parse(r.out);
+    } catch (const std::exception&) {
+      ADD_FAILURE() << "not JSON: " << r.out;
+      return nlohmann::json::object();
+    }
+  }
+
   // Every member once, with the attribute of its own row.
   void expect_every_good_row_once(const Input& in) {
     EXPECT_EQ(members("news"), in.good);
@@ -144,10 +159,7 @@ TEST_F(ImportKillTest, SigkilledImportProcessResumesWithEveryRowOnceAndEachRejec
   EXPECT_EQ(count("SELECT count(*) FROM imports WHERE status = 'running'"), 1);
   wait_for_sessions_to_end();
 
-  auto r = mailer({"import", "--list", "news", file, "--rejects", rejects, "--json"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("resuming import"), std::string::npos) << r.err;
-  const auto j = nlohmann::json::parse(r.out);
+  const auto j = rerun(file, rejects, "resuming import");
   EXPECT_EQ(j["rows"], 60000) << j;
   EXPECT_EQ(j["imported"], in.good) << j;
   EXPECT_EQ(j["duplicates"], 0) << j;
@@ -197,10 +209,7 @@ TEST_F(ImportKillTest, KillBetweenWritingAChunksRejectsAndItsCommitLeavesEachRej
   wait_for_sessions_to_end();
 
   write_config("[import]\nchunk_rows = 8\n");
-  auto r = mailer({"import", "--list", "news", file, "--rejects", rejects, "--json"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("cut back"), std::string::npos) << r.err;
-  const auto j = nlohmann::json::parse(r.out);
+  const auto j = rerun(file, rejects, "cut back");
   EXPECT_EQ(j["rows"], 40) << j;
   EXPECT_EQ(j["imported"], in.good) << j;
   expect_every_good_row_once(in);
